@@ -1,0 +1,640 @@
+"""HashMLPClassifier: scikit-learn's MLPClassifier, trained sparsely through LSH tables."""
+
+import warnings
+from contextlib import contextmanager
+from numbers import Integral, Real
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, gen_batches, shuffle
+from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._inference import as_float32_input, output_probabilities, predict_logits
+from ._lsh import RehashSchedule
+from ._network import Network, active_counts, glorot_init
+from ._optim import SparseOptimizer
+from ._train import SparseRows, Workspace, input_width, train_batch
+
+_OPTIMIZER_PARAMS = (
+    "solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
+    "nesterovs_momentum", "beta_1", "beta_2", "epsilon",
+)
+
+
+@contextmanager
+def _numba_threads(n_jobs):
+    """Run the block with ``n_jobs`` numba threads (None: all), then restore the count."""
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None:
+        n_threads = available
+    elif n_jobs < 0:
+        n_threads = max(1, available + 1 + n_jobs)
+    else:
+        n_threads = min(n_jobs, available)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+class HashMLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multi-layer perceptron classifier trained sparsely with locality-sensitive hashing.
+
+    Each hidden layer keeps, per sample, only ``ceil(sparsity * n)`` neurons: the
+    ones that collide most often with the sample's input in ``L`` SimHash tables
+    of ``K`` bits (Spring & Shrivastava, KDD 2017). Forward pass, backward pass
+    and the optimizer step touch only those neurons, so a fit does roughly a
+    ``sparsity`` fraction of the multiply-adds of dense training. The output
+    layer stays dense. Prediction keeps each hidden layer's ``k`` largest
+    activations per row (``predict_mode='topk'``), as the net was trained.
+
+    Parameters shared with :class:`~sklearn.neural_network.MLPClassifier` have
+    its names, defaults and meaning; ``solver='lbfgs'`` is not available.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The ith element is the number of neurons in the ith hidden layer.
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
+        Hidden-layer activation.
+    solver : {'adam', 'sgd'}, default='adam'
+        Sparse (lazy) Adam, or SGD with momentum; only touched weights move.
+    alpha : float, default=1e-4
+        L2 penalty, applied to the weights a batch touches.
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size; 'auto' is ``min(200, n_samples)``.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        SGD learning-rate schedule, as in MLPClassifier.
+    learning_rate_init : float, default=0.001
+    power_t : float, default=0.5
+    max_iter : int, default=200
+        Number of epochs.
+    shuffle : bool, default=True
+    random_state : int, RandomState instance or None, default=None
+    tol : float, default=1e-4
+    verbose : bool, default=False
+    warm_start : bool, default=False
+    momentum : float, default=0.9
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+    validation_fraction : float, default=0.1
+    beta_1, beta_2, epsilon : float, defaults 0.9, 0.999, 1e-8
+    n_iter_no_change : int, default=10
+    K : int, default=6
+        Hash bits per table: more bits give smaller buckets (fewer, closer
+        candidates per table).
+    L : int, default=10
+        Tables per hashed layer: more tables retrieve more candidates and rank
+        them better, at ``K * L`` projections per sample and layer.
+    sparsity : float in (0, 1], default=0.05
+        Fraction of each hidden layer's neurons active per sample. 1.0 trains
+        the dense network (no hashing).
+    hash_function : {'srp', 'srp_mips'}, default='srp'
+        Signed random projections of ``[w, b]`` against ``[x, 1]`` (cosine), or
+        with the asymmetric MIPS transform applied to the neurons first.
+    rehash_interval : int, default=50
+        Batches before the tables are first rebuilt from the drifting weights.
+    rehash_growth : float >= 1, default=1.1
+        Each rebuild multiplies the interval by this factor.
+    predict_mode : {'topk', 'dense'}, default='topk'
+        'topk' keeps each hidden layer's ``ceil(sparsity * n)`` largest
+        activations per row, computed exactly and densely; 'dense' keeps all.
+    n_jobs : int or None, default=None
+        Threads for training kernels; None or -1 uses every core numba sees.
+        Results do not depend on it.
+
+    Attributes
+    ----------
+    classes_, coefs_, intercepts_, loss_, loss_curve_, best_loss_,
+    validation_scores_, best_validation_score_, n_iter_, t_, n_layers_,
+    n_outputs_, out_activation_, n_features_in_, feature_names_in_
+        As in MLPClassifier; ``coefs_[i]`` has shape (fan_in, fan_out), float32.
+    flop_fraction_ : float
+        Multiply-adds of the last fit or partial_fit call (selection, hashing
+        and rehashing included) divided by those of dense training of the same
+        network on the same batches.
+    active_fraction_ : ndarray of shape (n_layers_ - 1,)
+        Mean fraction of each layer's neurons active per training sample in the
+        last call (1.0 for the dense output layer).
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "solver": [StrOptions({"sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "K": [Interval(Integral, 1, 24, closed="both")],
+        "L": [Interval(Integral, 1, None, closed="left")],
+        "sparsity": [Interval(Real, 0, 1, closed="right")],
+        "hash_function": [StrOptions({"srp", "srp_mips"})],
+        "rehash_interval": [Interval(Integral, 1, None, closed="left")],
+        "rehash_growth": [Interval(Real, 1, None, closed="left")],
+        "predict_mode": [StrOptions({"topk", "dense"})],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        K=6,
+        L=10,
+        sparsity=0.05,
+        hash_function="srp",
+        rehash_interval=50,
+        rehash_growth=1.1,
+        predict_mode="topk",
+        n_jobs=None,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.K = K
+        self.L = L
+        self.sparsity = sparsity
+        self.hash_function = hash_function
+        self.rehash_interval = rehash_interval
+        self.rehash_growth = rehash_growth
+        self.predict_mode = predict_mode
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ fitting
+
+    def _validate_params(self):
+        if self.solver == "lbfgs":
+            raise InvalidParameterError(
+                "The 'solver' parameter of HashMLPClassifier must be 'adam' or 'sgd'. "
+                "Got 'lbfgs' instead: L-BFGS takes full-batch steps over every weight, "
+                "which defeats training only the hashed active neurons."
+            )
+        super()._validate_params()
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels, or a label-indicator matrix for multilabel targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : HashMLPClassifier
+        """
+        return self._fit_atomic(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Train one epoch over (X, y), keeping the optimizer and hash state.
+
+        ``classes`` (all labels that will ever be seen) is required on the first
+        call and may be omitted afterwards.
+        """
+        saved = self.__dict__.copy()
+        try:
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+            return self._fit(X, y, sample_weight, incremental=True)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _fit_atomic(self, X, y, sample_weight, incremental):
+        # every array of a fitted model is replaced, never written in place, so
+        # restoring the attribute dict undoes a failed call completely
+        saved = self.__dict__.copy()
+        try:
+            return self._fit(X, y, sample_weight, incremental)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        if not hasattr(sizes, "__iter__"):
+            sizes = [sizes]
+        sizes = list(sizes)
+        if any(not isinstance(s, Integral) and not float(s).is_integer() for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must hold integers, got {sizes}.")
+        if np.any(np.array(sizes) <= 0):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % sizes)
+        return [int(s) for s in sizes]
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+            dtype=(np.float64, np.float32), reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+            if len(self.classes_) < 2 and self._label_binarizer.y_type_ != "multilabel-indicator":
+                raise ValueError(
+                    "HashMLPClassifier needs samples of at least 2 classes in the data, "
+                    f"but the data contains only one class: {self.classes_[0]!r}."
+                )
+        else:
+            classes = unique_labels(y)
+            if self.warm_start and not incremental:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in "
+                        f"the previous call to fit. Previously got {self.classes_}, `y` has "
+                        f"{classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`. "
+                    f"`self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        Y = self._label_binarizer.transform(y)
+        if sp.issparse(Y):
+            Y = Y.toarray()
+        Y = np.ascontiguousarray(Y, dtype=np.float32)
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+        return X, Y
+
+    def _fit(self, X, y, sample_weight, incremental):
+        hidden_sizes = self._hidden_sizes()
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
+        else:
+            sample_weight = np.ones(X.shape[0], np.float32)
+        layer_sizes = [X.shape[1]] + hidden_sizes + [Y.shape[1]]
+        random_state = check_random_state(self.random_state)
+
+        if first_pass:
+            self._initialize(layer_sizes)
+        elif [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]] != layer_sizes:
+            raise ValueError(
+                "The network's layer sizes changed since the last fit "
+                f"({[c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]} vs "
+                f"{layer_sizes}); fit again without warm_start."
+            )
+        network = self._load_network(layer_sizes, random_state, fresh_weights=first_pass)
+        # like MLPClassifier, every fit call (warm_start included) starts a new
+        # optimizer; partial_fit continues the previous one
+        optimizer = self._load_optimizer(network, reset=not incremental)
+
+        with _numba_threads(self.n_jobs):
+            self._fit_stochastic(network, optimizer, X, Y, sample_weight, random_state, incremental)
+
+        if not all(np.isfinite(W).all() and np.isfinite(b).all()
+                   for W, b in zip(network.weights, network.biases)):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        self._store_network(network, optimizer)
+        return self
+
+    def _initialize(self, layer_sizes):
+        """Reset the fitted attributes that describe training progress."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = layer_sizes[-1]
+        self.n_layers_ = len(layer_sizes)
+        if self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        for name in ("coefs_", "intercepts_", "_optimizer_state", "_hash_state", "_rehash_state"):
+            self.__dict__.pop(name, None)
+
+    def _load_network(self, layer_sizes, random_state, fresh_weights):
+        """A working Network: new weights on a first pass, else copies of the fitted ones."""
+        n_layers = len(layer_sizes) - 1
+        if fresh_weights:
+            pairs = [glorot_init(random_state, layer_sizes[i], layer_sizes[i + 1], self.activation)
+                     for i in range(n_layers)]
+            weights = [W for W, _ in pairs]
+            biases = [b for _, b in pairs]
+        else:
+            weights = [np.array(c.T, dtype=np.float32, order="C") for c in self.coefs_]
+            biases = [np.array(b, dtype=np.float32) for b in self.intercepts_]
+        n_active = active_counts(layer_sizes, self.sparsity)
+        network = Network(
+            weights, biases, n_active, self.activation,
+            softmax=self.out_activation_ == "softmax", K=self.K, L=self.L,
+            mips=self.hash_function == "srp_mips",
+            hyperplanes=[None] * n_layers, offsets=[None] * n_layers, neuron_ids=[None] * n_layers,
+        )
+        saved = getattr(self, "_hash_state", None)
+        self._rehash_flops = 0
+        for i in range(n_layers):
+            if n_active[i] >= layer_sizes[i + 1]:
+                continue
+            planes = None if saved is None else saved["hyperplanes"][i]
+            n_rows = layer_sizes[i] + 1 + int(network.mips)
+            if planes is not None and planes.shape == (n_rows, self.K * self.L):
+                network.hyperplanes[i] = planes
+                network.offsets[i] = np.array(saved["offsets"][i])
+                network.neuron_ids[i] = np.array(saved["neuron_ids"][i])
+            else:
+                network.hash_tables_for(i, random_state)
+                self._rehash_flops += network.rebuild_tables(i)
+        return network
+
+    def _load_optimizer(self, network, reset):
+        params = {name: getattr(self, name) for name in _OPTIMIZER_PARAMS}
+        state = getattr(self, "_optimizer_state", None)
+        key = "m_W" if self.solver == "adam" else "vel_W"
+        if reset or state is None or key not in state:
+            state = SparseOptimizer.new_state(params, network.weights, network.biases)
+        else:
+            state = {k: ([np.array(a) for a in v] if isinstance(v, list) else v)
+                     for k, v in state.items()}
+        return SparseOptimizer(params, state)
+
+    def _store_network(self, network, optimizer):
+        self.coefs_ = [W.T for W in network.weights]
+        self.intercepts_ = list(network.biases)
+        self._n_active = np.array(network.n_active, dtype=np.int64)
+        self._hash_state = {
+            "hyperplanes": network.hyperplanes,
+            "offsets": network.offsets,
+            "neuron_ids": network.neuron_ids,
+        }
+        self._optimizer_state = optimizer.state
+
+    def _fit_stochastic(self, network, optimizer, X, Y, sample_weight, random_state, incremental):
+        early_stopping = self.early_stopping
+        if early_stopping:
+            # as MLPClassifier: stratify single-output (binary) targets only
+            stratify = Y.ravel() if self.n_outputs_ == 1 else None
+            X, X_val, Y, Y_val, sample_weight, sw_val = train_test_split(
+                X, Y, sample_weight, random_state=random_state,
+                test_size=self.validation_fraction, stratify=stratify,
+            )
+            if X_val.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+            y_val = self._label_binarizer.inverse_transform(Y_val)
+            X_val = as_float32_input(X_val)
+        n_samples = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. It is going "
+                    "to be clipped"
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        X_kernel = _kernel_input(X)
+        workspace = Workspace(network, batch_size, input_width(X_kernel))
+        schedule = RehashSchedule(self.rehash_interval, self.rehash_growth,
+                                  *getattr(self, "_rehash_state", (None, None)))
+        flops = {"sparse": self._rehash_flops, "dense": 0}
+        active_sum = np.zeros(network.n_layers)
+        n_trained = 0
+        self._best_weights = None
+        sample_idx = np.arange(n_samples)
+        try:
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = shuffle(sample_idx, random_state=random_state)
+                epoch_loss = 0.0
+                l2_scale = 0.0
+                for batch_slice in gen_batches(n_samples, batch_size):
+                    rows = sample_idx[batch_slice].astype(np.int64)
+                    workspace.load_inputs(X_kernel, rows)
+                    weights_batch = sample_weight[rows]
+                    if weights_batch.sum() <= 0:
+                        continue
+                    seed = int(random_state.randint(0, 2**31 - 1))
+                    batch_loss = train_batch(
+                        network, workspace, optimizer, len(rows), Y[rows], weights_batch,
+                        self.alpha, seed, flops,
+                    )
+                    epoch_loss += batch_loss * len(rows)
+                    l2_scale += len(rows) / float(weights_batch.sum())
+                    n_trained += len(rows)
+                    for i in range(network.n_layers):
+                        n_neurons = network.weights[i].shape[0]
+                        active_sum[i] += workspace.cnt[i + 1][: len(rows)].sum() / n_neurons
+                    if schedule.step():
+                        flops["sparse"] += network.rebuild_all_tables()
+
+                squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in network.weights)
+                self.n_iter_ += 1
+                self.loss_ = (epoch_loss + 0.5 * self.alpha * squared_norm * l2_scale) / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                if early_stopping:
+                    self._track_validation(network, X_val, y_val, sw_val)
+                else:
+                    self._track_training_loss()
+                optimizer.iteration_ends(self.t_)
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = (
+                            "Validation score did not improve more than tol=%f for %d "
+                            "consecutive epochs." % (self.tol, self.n_iter_no_change)
+                        )
+                    else:
+                        msg = (
+                            "Training loss did not improve more than tol=%f for %d "
+                            "consecutive epochs." % (self.tol, self.n_iter_no_change)
+                        )
+                    if optimizer.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                        "optimization hasn't converged yet." % self.max_iter,
+                        ConvergenceWarning,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+
+        if early_stopping and self._best_weights is not None:
+            network.weights = [W.copy() for W in self._best_weights[0]]
+            network.biases = [b.copy() for b in self._best_weights[1]]
+            network.rebuild_all_tables()
+        self._best_weights = None
+        self._rehash_state = (schedule.batches_left, schedule.interval)
+        self.flop_fraction_ = flops["sparse"] / max(flops["dense"], 1)
+        self.active_fraction_ = active_sum / max(1, n_trained)
+
+    def _track_training_loss(self):
+        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if self.loss_curve_[-1] < self.best_loss_:
+            self.best_loss_ = self.loss_curve_[-1]
+
+    def _track_validation(self, network, X_val, y_val, sw_val):
+        logits = predict_logits(network.weights, network.biases, network.n_active,
+                                self.activation, X_val, self.predict_mode)
+        probabilities = output_probabilities(logits, self.out_activation_ == "softmax")
+        y_pred = self._label_binarizer.inverse_transform(probabilities)
+        score = accuracy_score(y_val, y_pred, sample_weight=sw_val)
+        self.validation_scores_.append(score)
+        if self.verbose:
+            print("Validation score: %f" % score)
+        if score < self.best_validation_score_ + self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            self._best_weights = ([W.copy() for W in network.weights],
+                                  [b.copy() for b in network.biases])
+
+    # --------------------------------------------------------------- prediction
+
+    def _forward(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"],
+                          dtype=(np.float64, np.float32), reset=False)
+        weights = [np.ascontiguousarray(c.T) for c in self.coefs_]
+        logits = predict_logits(weights, self.intercepts_, self._n_active, self.activation,
+                                as_float32_input(X), self.predict_mode)
+        return output_probabilities(logits, self.out_activation_ == "softmax")
+
+    def predict(self, X):
+        """Predict class labels (or label-indicator rows for multilabel targets)."""
+        probabilities = self._forward(X)
+        if self.n_outputs_ == 1:
+            probabilities = probabilities.ravel()
+        return self._label_binarizer.inverse_transform(probabilities)
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``."""
+        probabilities = self._forward(X)
+        if self.n_outputs_ == 1:
+            probabilities = probabilities.ravel()
+            return np.vstack([1 - probabilities, probabilities]).T
+        return probabilities
+
+    def predict_log_proba(self, X):
+        """Log of ``predict_proba``."""
+        probabilities = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(probabilities, out=probabilities)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _kernel_input(X):
+    """Training input in the one layout the kernels compile for."""
+    if sp.issparse(X):
+        X = X.tocsr()
+        if not X.has_sorted_indices:
+            X = X.sorted_indices()
+        return SparseRows(
+            X.data.astype(np.float32), X.indices.astype(np.int32), X.indptr.astype(np.int64), X.shape
+        )
+    return np.ascontiguousarray(X, dtype=np.float32)

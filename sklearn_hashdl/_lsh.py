@@ -1,0 +1,226 @@
+"""Signed-random-projection (SimHash) tables that pick each sample's active neurons.
+
+A layer with ``n`` neurons has ``L`` tables of ``K`` random hyperplanes each.
+Neuron j is hashed as the vector ``[w_j, b_j]`` and a sample's layer input as
+``[x, 1]``, so a collision means a small angle, hence a likely large activation.
+Each table is stored flat: ``offsets[t]`` (2**K + 1 bucket starts) and
+``neuron_ids[t]`` (neuron ids sorted by bucket), built by a counting sort.
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(cache=True, inline="always")
+def _next_random(state):
+    """splitmix64: returns (new state, 64 random bits)."""
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return state, z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def _random_below(state, n):
+    state, z = _next_random(state)
+    return state, np.int64(z % np.uint64(n))
+
+
+def make_hyperplanes(random_state, n_inputs, K, L, mips=False):
+    """Random Gaussian hyperplanes, one column per (table, bit); row n_inputs is the bias.
+
+    With ``mips`` an extra row holds the coordinate added by the asymmetric MIPS
+    transform (see ``neuron_codes``).
+    """
+    n_rows = n_inputs + 1 + (1 if mips else 0)
+    return random_state.standard_normal((n_rows, K * L)).astype(np.float32)
+
+
+def neuron_codes(W, b, hyperplanes, K, L, mips=False):
+    """Bucket code of every neuron in every table, shape (n_neurons, L), int32.
+
+    One matrix product: sign([W, b] @ hyperplanes). With ``mips``, rows are first
+    scaled by the largest row norm and extended by sqrt(1 - |row|^2) (the
+    asymmetric MIPS transform); the query side then appends a 0.
+    """
+    d = W.shape[1]
+    if mips:
+        rows = np.concatenate([W, b[:, None]], axis=1)
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        scale = norms.max() if norms.max() > 0 else 1.0
+        rows = rows / scale
+        extra = np.sqrt(np.maximum(0.0, 1.0 - (norms / scale) ** 2)).astype(np.float32)
+        projections = rows @ hyperplanes[: d + 1] + extra[:, None] * hyperplanes[d + 1]
+    else:
+        projections = W @ hyperplanes[:d] + b[:, None] * hyperplanes[d]
+    bits = (projections > 0).reshape(W.shape[0], L, K).astype(np.int32)
+    return (bits << np.arange(K, dtype=np.int32)).sum(axis=2).astype(np.int32)
+
+
+@njit(cache=True)
+def build_tables(codes, K, offsets, neuron_ids):
+    """Counting sort of neurons by bucket, per table, into ``offsets`` and ``neuron_ids``."""
+    n_neurons, L = codes.shape
+    n_buckets = 1 << K
+    for t in range(L):
+        off = offsets[t]
+        off[:] = 0
+        for j in range(n_neurons):
+            off[codes[j, t] + 1] += 1
+        for c in range(n_buckets):
+            off[c + 1] += off[c]
+        cursor = off[:n_buckets].copy()
+        for j in range(n_neurons):
+            c = codes[j, t]
+            neuron_ids[t, cursor[c]] = j
+            cursor[c] += 1
+
+
+def new_tables(n_neurons, K, L):
+    """Empty table arrays for ``build_tables``."""
+    return np.zeros((L, (1 << K) + 1), np.int32), np.zeros((L, n_neurons), np.int32)
+
+
+@njit(parallel=True, cache=True)
+def select_active(
+    in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offsets, neuron_ids, n_neurons,
+    n_active, use_tables, seed, out_ids, out_cnt, n_retrieved,
+    count_scratch, cand_scratch, tie_scratch, proj_scratch,
+):
+    """Choose ``n_active`` neurons per sample: most table collisions first.
+
+    Candidates are ranked by how many of the L tables returned them (a counting
+    sort, since counts are at most L); ties at the cut are broken at random and a
+    short list is padded with random other neurons. With ``use_tables`` False every
+    neuron comes from the padding (random selection, a reference point).
+    ``n_retrieved[s]`` is the number of bucket entries read for sample s.
+    Randomness comes from ``seed`` and the sample's position only.
+    """
+    n_planes = K * L
+    for s in prange(in_cnt.shape[0]):
+        tid = numba.get_thread_id()
+        count = count_scratch[tid]
+        cand = cand_scratch[tid]
+        ties = tie_scratch[tid]
+        proj = proj_scratch[tid]
+        state = np.uint64(seed) ^ (np.uint64(s + 1) * _GOLDEN)
+        state, _ = _next_random(state)
+        n_cand = 0
+        retrieved = 0
+        if use_tables:
+            for h in range(n_planes):
+                proj[h] = hyperplanes[bias_row, h]
+            for p in range(in_cnt[s]):
+                plane_row = hyperplanes[in_ids[s, p]]
+                v = in_vals[s, p]
+                for h in range(n_planes):
+                    proj[h] += v * plane_row[h]
+            for t in range(L):
+                code = 0
+                for bit in range(K):
+                    if proj[t * K + bit] > 0:
+                        code |= 1 << bit
+                start, stop = offsets[t, code], offsets[t, code + 1]
+                retrieved += stop - start
+                for e in range(start, stop):
+                    j = neuron_ids[t, e]
+                    if count[j] == 0:
+                        cand[n_cand] = j
+                        n_cand += 1
+                    count[j] += 1
+        n_retrieved[s] = retrieved
+        row = out_ids[s]
+        n_out = 0
+        if n_cand <= n_active:
+            for c in range(n_cand):
+                row[n_out] = cand[c]
+                n_out += 1
+        else:
+            # smallest collision count that still fits entirely, going down from L
+            threshold = L
+            n_above = 0
+            while True:
+                at_level = 0
+                for c in range(n_cand):
+                    if count[cand[c]] == threshold:
+                        at_level += 1
+                if n_above + at_level >= n_active:
+                    break
+                n_above += at_level
+                threshold -= 1
+            n_ties = 0
+            for c in range(n_cand):
+                j = cand[c]
+                if count[j] > threshold:
+                    row[n_out] = j
+                    n_out += 1
+                elif count[j] == threshold:
+                    ties[n_ties] = j
+                    n_ties += 1
+            # partial Fisher-Yates: a uniform random subset of the tied candidates
+            for c in range(n_active - n_out):
+                state, r = _random_below(state, n_ties - c)
+                pick = c + r
+                ties[c], ties[pick] = ties[pick], ties[c]
+                row[n_out] = ties[c]
+                n_out += 1
+        for c in range(n_cand):
+            count[cand[c]] = 0
+        if n_out < n_active:
+            n_out = _pad_with_random(row, n_out, n_active, n_neurons, count, state)
+        out_cnt[s] = n_out
+
+
+@njit(cache=True)
+def _pad_with_random(row, n_out, n_active, n_neurons, mark, state):
+    """Append random neurons not yet in ``row[:n_out]`` until it holds n_active."""
+    for c in range(n_out):
+        mark[row[c]] = 1
+    tries = 0
+    while n_out < n_active and tries < 4 * n_active:
+        state, j = _random_below(state, n_neurons)
+        tries += 1
+        if mark[j] == 0:
+            mark[j] = 1
+            row[n_out] = j
+            n_out += 1
+    if n_out < n_active:
+        # dense request: walk from a random start instead of rejection sampling
+        state, start = _random_below(state, n_neurons)
+        for step in range(n_neurons):
+            j = (start + step) % n_neurons
+            if mark[j] == 0:
+                mark[j] = 1
+                row[n_out] = j
+                n_out += 1
+                if n_out == n_active:
+                    break
+    for c in range(n_out):
+        mark[row[c]] = 0
+    return n_out
+
+
+class RehashSchedule:
+    """Rebuild tables after ``interval`` batches, the interval growing by ``growth``.
+
+    The state (batches left, current interval) is two floats kept on the estimator
+    so that partial_fit and warm_start continue the same schedule.
+    """
+
+    def __init__(self, interval, growth, batches_left=None, current_interval=None):
+        self.interval = float(interval if current_interval is None else current_interval)
+        self.growth = float(growth)
+        self.batches_left = self.interval if batches_left is None else float(batches_left)
+
+    def step(self):
+        """Count one batch; True when the tables are due for a rebuild."""
+        self.batches_left -= 1
+        if self.batches_left > 0:
+            return False
+        self.interval *= self.growth
+        self.batches_left = self.interval
+        return True

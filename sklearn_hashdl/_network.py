@@ -1,0 +1,82 @@
+"""The network being trained: neuron-major weights plus each hashed layer's tables.
+
+``Network`` is a short-lived working object. The estimator keeps only arrays and
+scalars (``coefs_``, ``intercepts_``, hyperplanes, tables); a fit call builds a
+``Network`` from copies of them and writes them back when it succeeds, so a failed
+call leaves a fitted model as it was and read-only (memory-mapped) arrays are
+never written to.
+"""
+
+import math
+
+import numpy as np
+
+from . import _lsh
+from ._kernels import ACTIVATION_CODES
+
+
+def active_counts(layer_sizes, sparsity):
+    """Neurons kept per sample in each layer: ceil(sparsity * n) for hidden layers.
+
+    The output layer is always dense (all classes).
+    """
+    hidden = [min(n, max(1, math.ceil(sparsity * n))) for n in layer_sizes[1:-1]]
+    return hidden + [layer_sizes[-1]]
+
+
+class Network:
+    """Weights ``W[i]`` (n_out, n_in) float32 C-contiguous, biases, and LSH tables.
+
+    Layer i is hashed when it keeps fewer neurons than it has; then
+    ``hyperplanes[i]``, ``offsets[i]`` and ``neuron_ids[i]`` hold its tables,
+    otherwise they are None.
+    """
+
+    def __init__(self, weights, biases, n_active, activation, softmax, K, L, mips,
+                 hyperplanes, offsets, neuron_ids):
+        self.weights = weights
+        self.biases = biases
+        self.n_active = n_active
+        self.activation = activation
+        self.activation_code = ACTIVATION_CODES[activation]
+        self.softmax = softmax
+        self.K, self.L, self.mips = K, L, mips
+        self.hyperplanes = hyperplanes
+        self.offsets = offsets
+        self.neuron_ids = neuron_ids
+
+    @property
+    def n_layers(self):
+        return len(self.weights)
+
+    @property
+    def layer_sizes(self):
+        return [self.weights[0].shape[1]] + [W.shape[0] for W in self.weights]
+
+    def is_hashed(self, i):
+        return self.hyperplanes[i] is not None
+
+    def rebuild_tables(self, i):
+        """Rehash every neuron of layer i; returns the multiply-adds spent."""
+        W, b = self.weights[i], self.biases[i]
+        codes = _lsh.neuron_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips)
+        _lsh.build_tables(codes, self.K, self.offsets[i], self.neuron_ids[i])
+        return W.shape[0] * (W.shape[1] + 1) * self.K * self.L
+
+    def rebuild_all_tables(self):
+        return sum(self.rebuild_tables(i) for i in range(self.n_layers) if self.is_hashed(i))
+
+    def hash_tables_for(self, i, random_state):
+        """Fresh hyperplanes and empty tables for layer i (rebuilt by the caller)."""
+        n_out, n_in = self.weights[i].shape
+        self.hyperplanes[i] = _lsh.make_hyperplanes(random_state, n_in, self.K, self.L, self.mips)
+        self.offsets[i], self.neuron_ids[i] = _lsh.new_tables(n_out, self.K, self.L)
+
+
+def glorot_init(random_state, fan_in, fan_out, activation):
+    """sklearn's MLP initialisation, returned neuron-major (fan_out, fan_in) float32."""
+    factor = 2.0 if activation == "logistic" else 6.0
+    bound = np.sqrt(factor / (fan_in + fan_out))
+    coef = random_state.uniform(-bound, bound, (fan_in, fan_out))
+    intercept = random_state.uniform(-bound, bound, fan_out)
+    return np.ascontiguousarray(coef.T, dtype=np.float32), intercept.astype(np.float32)

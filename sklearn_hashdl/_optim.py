@@ -1,0 +1,101 @@
+"""Sparse Adam and SGD: optimizer state as arrays, and sklearn's learning-rate rules.
+
+The per-weight arithmetic lives in the update kernels of ``_kernels.py``; this
+module owns the state (moment or velocity arrays shaped like the neuron-major
+weights, a step counter, the current SGD learning rate) and the epoch-level
+rules copied in meaning from sklearn's ``_stochastic_optimizers``.
+"""
+
+import numpy as np
+
+from . import _kernels
+
+
+class SparseOptimizer:
+    """Optimizer state for a list of neuron-major weight matrices and biases.
+
+    ``state`` is a plain dict of arrays and scalars, so the estimator can keep it
+    as a fitted attribute (it pickles and memory-maps like the weights).
+    """
+
+    def __init__(self, params, state):
+        self.solver = params["solver"]
+        self.params = params
+        self.state = state
+
+    @classmethod
+    def new_state(cls, params, weights, biases):
+        if params["solver"] == "adam":
+            state = {
+                "m_W": [np.zeros_like(W) for W in weights],
+                "v_W": [np.zeros_like(W) for W in weights],
+                "m_b": [np.zeros_like(b) for b in biases],
+                "v_b": [np.zeros_like(b) for b in biases],
+            }
+        else:
+            state = {
+                "vel_W": [np.zeros_like(W) for W in weights],
+                "vel_b": [np.zeros_like(b) for b in biases],
+            }
+        state["step"] = 0
+        state["learning_rate"] = float(params["learning_rate_init"])
+        return state
+
+    def begin_batch(self):
+        """Advance the step counter; returns the step size for this batch."""
+        self.state["step"] += 1
+        if self.solver != "adam":
+            return self.state["learning_rate"]
+        t = self.state["step"]
+        p = self.params
+        return (
+            p["learning_rate_init"]
+            * np.sqrt(1 - p["beta_2"] ** t)
+            / (1 - p["beta_1"] ** t)
+        )
+
+    def update_layer(self, layer, W, b, step_size, l2, index, inputs, out_delta, scratch):
+        """Apply the batch gradient of one layer to the rows it touched."""
+        touched_rows, n_touched, row_start, row_sample, row_pos = index
+        in_ids, in_vals, in_cnt = inputs
+        grad, mark, cols = scratch
+        s, p = self.state, self.params
+        if self.solver == "adam":
+            _kernels.adam_update_rows(
+                W, b, s["m_W"][layer], s["v_W"][layer], s["m_b"][layer], s["v_b"][layer],
+                touched_rows, n_touched, row_start, row_sample, row_pos,
+                in_ids, in_vals, in_cnt, out_delta, np.float32(l2), np.float32(step_size),
+                np.float32(p["beta_1"]), np.float32(p["beta_2"]), np.float32(p["epsilon"]),
+                grad, mark, cols,
+            )
+        else:
+            _kernels.sgd_update_rows(
+                W, b, s["vel_W"][layer], s["vel_b"][layer],
+                touched_rows, n_touched, row_start, row_sample, row_pos,
+                in_ids, in_vals, in_cnt, out_delta, np.float32(l2), np.float32(step_size),
+                np.float32(p["momentum"]), bool(p["nesterovs_momentum"]),
+                grad, mark, cols,
+            )
+
+    def iteration_ends(self, samples_seen):
+        """End-of-epoch learning-rate rule ('invscaling' for SGD, as sklearn)."""
+        p = self.params
+        if self.solver == "sgd" and p["learning_rate"] == "invscaling":
+            self.state["learning_rate"] = float(
+                p["learning_rate_init"] / (samples_seen + 1) ** p["power_t"]
+            )
+
+    def trigger_stopping(self, msg, verbose):
+        """No improvement for a while: stop, or for adaptive SGD divide the rate by 5."""
+        if self.solver != "sgd" or self.params["learning_rate"] != "adaptive":
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        if self.state["learning_rate"] <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.state["learning_rate"] /= 5.0
+        if verbose:
+            print(msg + " Setting learning rate to %f" % self.state["learning_rate"])
+        return False

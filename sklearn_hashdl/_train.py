@@ -1,0 +1,145 @@
+"""One training step over a mini-batch: select, forward, loss, backward, sparse update.
+
+``Workspace`` allocates every buffer once per fit call (never per sample or per
+batch). ``train_batch`` runs the kernels layer by layer and counts the
+multiply-adds done against those of dense training of the same network.
+"""
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from . import _kernels, _lsh
+
+
+class SparseRows(NamedTuple):
+    """CSR training input with fixed dtypes (float32 data, int32 indices, int64 indptr)."""
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    shape: tuple
+
+
+class Workspace:
+    """Buffers for batches of at most ``batch_size`` rows.
+
+    Level 0 holds the batch input as lists of non-zeros (width ``input_width``);
+    level i + 1 holds layer i's active neurons and their activations.
+    """
+
+    def __init__(self, network, batch_size, input_width):
+        n_threads = numba.config.NUMBA_NUM_THREADS
+        widths = [input_width] + list(network.n_active)
+        B = batch_size
+        self.ids = [np.zeros((B, w), np.int32) for w in widths]
+        self.vals = [np.zeros((B, w), np.float32) for w in widths]
+        self.cnt = [np.zeros(B, np.int32) for _ in widths]
+        # deltas of level 0 (the input) are never needed
+        self.delta = [None] + [np.zeros((B, w), np.float32) for w in widths[1:]]
+        # dense layers keep every neuron: fixed lists 0..n-1
+        for i in range(network.n_layers):
+            if not network.is_hashed(i):
+                n = network.weights[i].shape[0]
+                self.ids[i + 1][:] = np.arange(n, dtype=np.int32)
+                self.cnt[i + 1][:] = n
+        sizes = network.layer_sizes
+        max_in, max_out = max(sizes[:-1]), max(sizes[1:])
+        max_active = max(network.n_active)
+        # inverted index (neuron -> samples), shared by the layers in turn
+        self.row_start = np.zeros(max_out + 1, np.int64)
+        self.row_sample = np.zeros(B * max_active, np.int32)
+        self.row_pos = np.zeros(B * max_active, np.int32)
+        self.touched = np.zeros(max_out, np.int32)
+        # per-thread scratch of the update kernels
+        self.grad = np.zeros((n_threads, max_in), np.float32)
+        self.mark = np.zeros((n_threads, max_in), np.uint8)
+        self.cols = np.zeros((n_threads, max_in), np.int32)
+        # per-thread scratch of the selection kernel
+        n_planes = network.K * network.L
+        self.count = np.zeros((n_threads, max_out), np.int32)
+        self.cand = np.zeros((n_threads, max_out), np.int32)
+        self.ties = np.zeros((n_threads, max_out), np.int32)
+        self.proj = np.zeros((n_threads, n_planes), np.float32)
+        self.n_retrieved = np.zeros(B, np.int64)
+        self.loss = np.zeros(B, np.float64)
+
+    def load_inputs(self, X, rows):
+        """Put the non-zeros of X[rows] (float32 ndarray or SparseRows) into level 0."""
+        ids, vals, cnt = self.ids[0], self.vals[0], self.cnt[0]
+        if isinstance(X, SparseRows):
+            _kernels.csr_rows_to_lists(X.data, X.indices, X.indptr, rows, ids, vals, cnt)
+        else:
+            _kernels.dense_rows_to_lists(X, rows, ids, vals, cnt)
+
+
+def input_width(X):
+    """Largest number of non-zeros in a row of X (the level-0 list width)."""
+    if isinstance(X, SparseRows):
+        return max(1, int(np.diff(X.indptr).max(initial=0)))
+    return max(1, X.shape[1])
+
+
+def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, flops):
+    """One step of sparse training on the batch already loaded in ``ws`` level 0.
+
+    Returns the batch's weighted mean log loss (without the L2 term); adds the
+    multiply-adds done and those of dense training to ``flops`` ('sparse', 'dense').
+    """
+    B = n_rows
+    n_layers = network.n_layers
+    levels = [(ws.ids[i][:B], ws.vals[i][:B], ws.cnt[i][:B]) for i in range(n_layers + 1)]
+    weight_sum = float(sample_weight.sum())
+
+    for i in range(n_layers):
+        W, b = network.weights[i], network.biases[i]
+        in_ids, in_vals, in_cnt = levels[i]
+        out_ids, out_vals, out_cnt = levels[i + 1]
+        if network.is_hashed(i):
+            _lsh.select_active(
+                in_ids, in_vals, in_cnt, network.hyperplanes[i], W.shape[1], network.K,
+                network.L, network.offsets[i], network.neuron_ids[i], W.shape[0],
+                network.n_active[i], True, np.uint64(seed + i), out_ids, out_cnt,
+                ws.n_retrieved[:B], ws.count, ws.cand, ws.ties, ws.proj,
+            )
+            flops["sparse"] += int(in_cnt.sum()) * network.K * network.L
+            flops["sparse"] += int(ws.n_retrieved[:B].sum())
+        is_output = i == n_layers - 1
+        activation = 0 if is_output else network.activation_code
+        _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals)
+
+    out_delta = ws.delta[n_layers][:B]
+    _kernels.output_loss_and_delta(
+        levels[n_layers][1], Y, sample_weight, np.float32(weight_sum),
+        network.softmax, out_delta, ws.loss[:B],
+    )
+    loss = float(np.dot(ws.loss[:B], sample_weight)) / weight_sum
+
+    for i in range(n_layers - 1, 0, -1):
+        in_ids, in_vals, in_cnt = levels[i]
+        out_ids, _, out_cnt = levels[i + 1]
+        _kernels.backward_layer(
+            network.weights[i], in_ids, in_vals, in_cnt, out_ids, out_cnt,
+            ws.delta[i + 1][:B], network.activation_code, ws.delta[i][:B],
+        )
+
+    step_size = optimizer.begin_batch()
+    l2 = alpha / weight_sum
+    scratch = (ws.grad, ws.mark, ws.cols)
+    for i in range(n_layers):
+        W, b = network.weights[i], network.biases[i]
+        out_ids, _, out_cnt = levels[i + 1]
+        n_touched = _kernels.invert_active(
+            out_ids, out_cnt, W.shape[0], ws.row_start, ws.row_sample, ws.row_pos, ws.touched
+        )
+        index = (ws.touched, n_touched, ws.row_start, ws.row_sample, ws.row_pos)
+        optimizer.update_layer(i, W, b, step_size, l2, index, levels[i], ws.delta[i + 1][:B], scratch)
+
+    for i in range(n_layers):
+        pairs = int(np.dot(levels[i + 1][2].astype(np.int64), levels[i][2]))
+        dense_pairs = B * network.weights[i].size
+        passes = 3 if i > 0 else 2  # forward, weight gradient, and input deltas past layer 0
+        flops["sparse"] += passes * pairs
+        flops["dense"] += passes * dense_pairs
+    return loss
