@@ -15,7 +15,12 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, gen_batches, shuffle
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from ._inference import as_float32_input, output_probabilities, predict_logits
 from ._lsh import RehashSchedule
@@ -303,7 +308,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             dtype=(np.float64, np.float32), reset=reset,
         )
         if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
+            y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
@@ -488,7 +493,13 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         n_trained = 0
         self._best_weights = None
         sample_idx = np.arange(n_samples)
+        # selection randomness: one draw per call, none for an all-dense network,
+        # which then shuffles exactly as MLPClassifier does
+        any_hashed = any(network.is_hashed(i) for i in range(network.n_layers))
+        seed_base = int(random_state.randint(0, 2**31 - 1)) if any_hashed else 0
+        n_batches = 0
         try:
+            self.n_iter_ = 0  # as MLPClassifier: epochs of this call only
             for _ in range(self.max_iter):
                 if self.shuffle:
                     sample_idx = shuffle(sample_idx, random_state=random_state)
@@ -500,7 +511,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                     weights_batch = sample_weight[rows]
                     if weights_batch.sum() <= 0:
                         continue
-                    seed = int(random_state.randint(0, 2**31 - 1))
+                    seed = seed_base + 1000 * n_batches
+                    n_batches += 1
                     batch_loss = train_batch(
                         network, workspace, optimizer, len(rows), Y[rows], weights_batch,
                         self.alpha, seed, flops,

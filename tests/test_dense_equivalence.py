@@ -1,0 +1,99 @@
+"""With every neuron active the sparse engine is dense training: it must match
+scikit-learn's MLPClassifier (same initialisation, batches and optimizer rules)
+to float32 precision, for every activation, both solvers and each target type."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+from sklearn_hashdl import HashMLPClassifier
+
+COMMON = dict(hidden_layer_sizes=(7, 6), max_iter=4, batch_size=16, shuffle=False,
+              random_state=0, alpha=1e-3, learning_rate_init=0.01)
+
+
+def _data(target, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(64, 5).astype(np.float32)
+    if target == "binary":
+        y = rng.randint(0, 2, 64)
+    elif target == "multiclass":
+        y = rng.randint(0, 3, 64)
+    else:
+        y = (rng.rand(64, 4) < 0.4).astype(int)
+    return X, y
+
+
+def _fit_both(X, y, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = HashMLPClassifier(sparsity=1.0, **{**COMMON, **params}).fit(X, y)
+        theirs = MLPClassifier(**{**COMMON, **params}).fit(X, y)
+    return ours, theirs
+
+
+def _assert_same(ours, theirs, X):
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
+def test_matches_mlpclassifier(solver, activation):
+    X, y = _data("multiclass")
+    _assert_same(*_fit_both(X, y, solver=solver, activation=activation), X)
+
+
+@pytest.mark.parametrize("target", ["binary", "multilabel"])
+def test_matches_mlpclassifier_on_logistic_outputs(target):
+    X, y = _data(target)
+    ours, theirs = _fit_both(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "logistic"
+    _assert_same(ours, theirs, X)
+
+
+@pytest.mark.parametrize("learning_rate", ["invscaling", "adaptive"])
+def test_matches_mlpclassifier_learning_rate_schedules(learning_rate):
+    X, y = _data("multiclass")
+    ours, theirs = _fit_both(X, y, solver="sgd", learning_rate=learning_rate, max_iter=12,
+                             n_iter_no_change=2, tol=0.05, nesterovs_momentum=False)
+    assert ours.n_iter_ == theirs.n_iter_
+    _assert_same(ours, theirs, X)
+
+
+def test_matches_mlpclassifier_with_sample_weight_and_shuffle():
+    X, y = _data("multiclass", seed=3)
+    weights = np.random.RandomState(0).rand(64) + 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        params = {**COMMON, "shuffle": True}
+        ours = HashMLPClassifier(sparsity=1.0, **params).fit(X, y, sample_weight=weights)
+        theirs = MLPClassifier(**params).fit(X, y, sample_weight=weights)
+    _assert_same(ours, theirs, X)
+
+
+def test_matches_mlpclassifier_partial_fit_on_sparse_input():
+    X, y = _data("multiclass", seed=4)
+    X_sparse = sp.csr_matrix(np.where(np.abs(X) > 0.3, X, 0))
+    ours = HashMLPClassifier(sparsity=1.0, **COMMON)
+    theirs = MLPClassifier(**COMMON)
+    for _ in range(3):
+        ours.partial_fit(X_sparse, y, classes=[0, 1, 2])
+        theirs.partial_fit(X_sparse, y, classes=[0, 1, 2])
+    # inputs that are exactly zero are skipped, so their weights get no L2 decay:
+    # compare without the penalty, where dense and sparse updates coincide
+    ours_no_l2 = HashMLPClassifier(sparsity=1.0, **{**COMMON, "alpha": 0.0})
+    theirs_no_l2 = MLPClassifier(**{**COMMON, "alpha": 0.0})
+    for _ in range(3):
+        ours_no_l2.partial_fit(X_sparse, y, classes=[0, 1, 2])
+        theirs_no_l2.partial_fit(X_sparse, y, classes=[0, 1, 2])
+    _assert_same(ours_no_l2, theirs_no_l2, X_sparse)
+    # as in MLPClassifier, n_iter_ counts the epochs of the last call only
+    assert ours.n_iter_ == theirs.n_iter_ == 1
+    assert ours.t_ == theirs.t_ == 3 * 64

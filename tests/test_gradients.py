@@ -1,0 +1,121 @@
+"""The sparse kernels against float64 NumPy references: forward values and gradients.
+
+One SGD step with learning rate 1 and no momentum moves each weight by exactly
+minus its gradient, so ``W_before - W_after`` is the gradient the kernels
+computed. It must match central finite differences of the loss of the same
+network with the same active neurons (the selection is held fixed), and be zero
+for every weight outside the active sets.
+"""
+
+import numpy as np
+import pytest
+
+from sklearn_hashdl._network import Network, active_counts, glorot_init
+from sklearn_hashdl._optim import SparseOptimizer
+from sklearn_hashdl._train import Workspace, train_batch
+
+ACT = {
+    "tanh": np.tanh,
+    "logistic": lambda z: 1 / (1 + np.exp(-z)),
+    "relu": lambda z: np.maximum(z, 0),
+    "identity": lambda z: z,
+}
+
+
+def _network(layer_sizes, sparsity, activation, softmax, seed=0):
+    rng = np.random.RandomState(seed)
+    pairs = [glorot_init(rng, a, b, activation) for a, b in zip(layer_sizes, layer_sizes[1:])]
+    n_layers = len(pairs)
+    net = Network([W for W, _ in pairs], [b for _, b in pairs], active_counts(layer_sizes, sparsity),
+                  activation, softmax, K=3, L=4, mips=False, hyperplanes=[None] * n_layers,
+                  offsets=[None] * n_layers, neuron_ids=[None] * n_layers)
+    for i in range(n_layers):
+        if net.n_active[i] < layer_sizes[i + 1]:
+            net.hash_tables_for(i, rng)
+            net.rebuild_tables(i)
+    return net
+
+
+def _masked_loss(weights, biases, masks, activation, softmax, X, Y, w):
+    """Weighted mean log loss of the network whose hidden neurons outside masks are 0."""
+    A = X.astype(np.float64)
+    for i, (W, b) in enumerate(zip(weights, biases)):
+        Z = A @ W.T + b
+        if i < len(weights) - 1:
+            A = ACT[activation](Z) * masks[i]
+        else:
+            A = Z
+    if softmax:
+        Z = A - A.max(axis=1, keepdims=True)
+        logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+        per_sample = -(Y * logp).sum(axis=1)
+    else:
+        logp, log1mp = -np.logaddexp(0, -A), -np.logaddexp(0, A)
+        per_sample = -(Y * logp + (1 - Y) * log1mp).sum(axis=1)
+    return float(np.dot(per_sample, w) / w.sum())
+
+
+def _one_sgd_step(net, X, Y, w):
+    params = dict(solver="sgd", learning_rate="constant", learning_rate_init=1.0, power_t=0.5,
+                  momentum=0.0, nesterovs_momentum=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    optimizer = SparseOptimizer(params, SparseOptimizer.new_state(params, net.weights, net.biases))
+    ws = Workspace(net, X.shape[0], X.shape[1])
+    rows = np.arange(X.shape[0])
+    ws.load_inputs(np.ascontiguousarray(X, dtype=np.float32), rows)
+    before = [W.astype(np.float64) for W in net.weights], [b.astype(np.float64) for b in net.biases]
+    loss = train_batch(net, ws, optimizer, X.shape[0], Y.astype(np.float32), w.astype(np.float32),
+                       0.0, 123, {"sparse": 0, "dense": 0})
+    masks = []
+    for i in range(net.n_layers - 1):
+        mask = np.zeros((X.shape[0], net.weights[i].shape[0]))
+        for s in range(X.shape[0]):
+            mask[s, ws.ids[i + 1][s, : ws.cnt[i + 1][s]]] = 1
+        masks.append(mask)
+    grads = [Wb - W for Wb, W in zip(before[0], net.weights)], [bb - b for bb, b in zip(before[1], net.biases)]
+    return loss, before, grads, masks
+
+
+@pytest.mark.parametrize("activation", ["tanh", "logistic", "relu"])
+@pytest.mark.parametrize("softmax", [True, False])
+def test_sparse_gradients_match_finite_differences(activation, softmax):
+    rng = np.random.RandomState(1)
+    layer_sizes = [12, 16, 10, 4]
+    net = _network(layer_sizes, 0.5, activation, softmax)
+    X = rng.randn(9, 12) * (rng.rand(9, 12) < 0.6)  # sparse rows: zeros are skipped
+    Y = np.eye(4)[rng.randint(0, 4, 9)] if softmax else (rng.rand(9, 4) < 0.4).astype(float)
+    w = rng.rand(9) + 0.5
+    loss, (W0, b0), (gW, gb), masks = _one_sgd_step(net, X, Y, w)
+    assert all(m.sum(axis=1).max() == k for m, k in zip(masks, net.n_active))
+    assert loss == pytest.approx(_masked_loss(W0, b0, masks, activation, softmax, X, Y, w), rel=1e-5)
+
+    eps = 1e-5
+    for layer in range(len(W0)):
+        for j in range(W0[layer].shape[0]):
+            for i in range(W0[layer].shape[1]):
+                Wp = [W.copy() for W in W0]
+                Wm = [W.copy() for W in W0]
+                Wp[layer][j, i] += eps
+                Wm[layer][j, i] -= eps
+                fd = (_masked_loss(Wp, b0, masks, activation, softmax, X, Y, w)
+                      - _masked_loss(Wm, b0, masks, activation, softmax, X, Y, w)) / (2 * eps)
+                assert gW[layer][j, i] == pytest.approx(fd, abs=2e-5, rel=2e-3), (layer, j, i)
+        for j in range(b0[layer].shape[0]):
+            bp = [b.copy() for b in b0]
+            bm = [b.copy() for b in b0]
+            bp[layer][j] += eps
+            bm[layer][j] -= eps
+            fd = (_masked_loss(W0, bp, masks, activation, softmax, X, Y, w)
+                  - _masked_loss(W0, bm, masks, activation, softmax, X, Y, w)) / (2 * eps)
+            assert gb[layer][j] == pytest.approx(fd, abs=2e-5, rel=2e-3), (layer, j)
+
+
+def test_inactive_weights_do_not_move():
+    rng = np.random.RandomState(2)
+    net = _network([8, 20, 3], 0.2, "relu", True)
+    X = rng.randn(5, 8)
+    Y = np.eye(3)[rng.randint(0, 3, 5)]
+    _, _, (gW, gb), masks = _one_sgd_step(net, X, Y, np.ones(5))
+    never_active = masks[0].sum(axis=0) == 0
+    assert never_active.any()
+    assert np.all(gW[0][never_active] == 0) and np.all(gb[0][never_active] == 0)
+    assert np.all(gW[1][:, never_active] == 0)
