@@ -23,7 +23,7 @@ from sklearn.utils.validation import (
 )
 
 from ._inference import as_float32_input, output_probabilities, predict_logits
-from ._lsh import RehashSchedule
+from ._lsh import SELECTION_MODES, RehashSchedule
 from ._network import Network, active_counts, glorot_init
 from ._optim import SparseOptimizer
 from ._train import SparseRows, Workspace, input_width, train_batch
@@ -107,6 +107,13 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     hash_function : {'srp', 'srp_mips'}, default='srp'
         Signed random projections of ``[w, b]`` against ``[x, 1]`` (cosine), or
         with the asymmetric MIPS transform applied to the neurons first.
+    selection : {'lsh', 'lsh_rerank', 'exact', 'random'}, default='lsh'
+        How a hashed layer picks its active neurons. 'lsh': the neurons returned
+        by most of the L tables. 'lsh_rerank': the retrieved neurons with the
+        largest exact pre-activation (costs one dot product per retrieved
+        neuron). 'exact': the true top-k of all neurons (a reference: it costs
+        a dense forward pass of the layer's sparse input). 'random': random
+        neurons (a reference).
     rehash_interval : int, default=50
         Batches before the tables are first rebuilt from the drifting weights.
     rehash_growth : float >= 1, default=1.1
@@ -160,6 +167,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         "L": [Interval(Integral, 1, None, closed="left")],
         "sparsity": [Interval(Real, 0, 1, closed="right")],
         "hash_function": [StrOptions({"srp", "srp_mips"})],
+        "selection": [StrOptions(set(SELECTION_MODES))],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rehash_growth": [Interval(Real, 1, None, closed="left")],
         "predict_mode": [StrOptions({"topk", "dense"})],
@@ -195,6 +203,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         L=10,
         sparsity=0.05,
         hash_function="srp",
+        selection="lsh",
         rehash_interval=50,
         rehash_growth=1.1,
         predict_mode="topk",
@@ -226,6 +235,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         self.L = L
         self.sparsity = sparsity
         self.hash_function = hash_function
+        self.selection = selection
         self.rehash_interval = rehash_interval
         self.rehash_growth = rehash_growth
         self.predict_mode = predict_mode
@@ -416,7 +426,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         network = Network(
             weights, biases, n_active, self.activation,
             softmax=self.out_activation_ == "softmax", K=self.K, L=self.L,
-            mips=self.hash_function == "srp_mips",
+            mips=self.hash_function == "srp_mips", selection=SELECTION_MODES[self.selection],
             hyperplanes=[None] * n_layers, offsets=[None] * n_layers, neuron_ids=[None] * n_layers,
         )
         saved = getattr(self, "_hash_state", None)

@@ -85,94 +85,183 @@ def new_tables(n_neurons, K, L):
     return np.zeros((L, (1 << K) + 1), np.int32), np.zeros((L, n_neurons), np.int32)
 
 
-@njit(parallel=True, cache=True)
-def select_active(
-    in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offsets, neuron_ids, n_neurons,
-    n_active, use_tables, seed, out_ids, out_cnt, n_retrieved,
-    count_scratch, cand_scratch, tie_scratch, proj_scratch,
-):
-    """Choose ``n_active`` neurons per sample: most table collisions first.
+# selection strategies (the ``mode`` argument of select_active)
+SELECT_LSH, SELECT_LSH_RERANK, SELECT_EXACT, SELECT_RANDOM = 0, 1, 2, 3
+SELECTION_MODES = {"lsh": SELECT_LSH, "lsh_rerank": SELECT_LSH_RERANK,
+                   "exact": SELECT_EXACT, "random": SELECT_RANDOM}
 
-    Candidates are ranked by how many of the L tables returned them (a counting
-    sort, since counts are at most L); ties at the cut are broken at random and a
-    short list is padded with random other neurons. With ``use_tables`` False every
-    neuron comes from the padding (random selection, a reference point).
-    ``n_retrieved[s]`` is the number of bucket entries read for sample s.
-    Randomness comes from ``seed`` and the sample's position only.
+
+@njit(cache=True, inline="always")
+def _query_tables(s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offsets,
+                  neuron_ids, count, cand, proj):
+    """Hash sample s's input [x, 1] and gather its L buckets.
+
+    Fills ``cand`` with the distinct neurons found and ``count`` with how many
+    tables returned each; returns (number of candidates, bucket entries read).
     """
     n_planes = K * L
+    for h in range(n_planes):
+        proj[h] = hyperplanes[bias_row, h]
+    for p in range(in_cnt[s]):
+        plane_row = hyperplanes[in_ids[s, p]]
+        v = in_vals[s, p]
+        for h in range(n_planes):
+            proj[h] += v * plane_row[h]
+    n_cand = 0
+    retrieved = 0
+    for t in range(L):
+        code = 0
+        for bit in range(K):
+            if proj[t * K + bit] > 0:
+                code |= 1 << bit
+        start, stop = offsets[t, code], offsets[t, code + 1]
+        retrieved += stop - start
+        for e in range(start, stop):
+            j = neuron_ids[t, e]
+            if count[j] == 0:
+                cand[n_cand] = j
+                n_cand += 1
+            count[j] += 1
+    return n_cand, retrieved
+
+
+@njit(cache=True, inline="always")
+def _top_by_count(cand, n_cand, count, L, n_active, row, ties, state):
+    """Write the n_active candidates with most collisions into ``row``.
+
+    Counts are at most L, so the cut is found level by level (a counting sort);
+    ties at the cut are broken by a partial Fisher-Yates shuffle.
+    """
+    threshold = L
+    n_above = 0
+    while True:
+        at_level = 0
+        for c in range(n_cand):
+            if count[cand[c]] == threshold:
+                at_level += 1
+        if n_above + at_level >= n_active:
+            break
+        n_above += at_level
+        threshold -= 1
+    n_out = 0
+    n_ties = 0
+    for c in range(n_cand):
+        j = cand[c]
+        if count[j] > threshold:
+            row[n_out] = j
+            n_out += 1
+        elif count[j] == threshold:
+            ties[n_ties] = j
+            n_ties += 1
+    for c in range(n_active - n_out):
+        state, r = _random_below(state, n_ties - c)
+        pick = c + r
+        ties[c], ties[pick] = ties[pick], ties[c]
+        row[n_out] = ties[c]
+        n_out += 1
+    return n_out, state
+
+
+@njit(cache=True, inline="always")
+def _top_by_activation(s, cand, n_cand, W, b, in_ids, in_vals, in_cnt, n_active, row, heap_vals):
+    """Write the n_active candidates with the largest pre-activation into ``row``.
+
+    Scores each candidate exactly (``W[j] . x + b[j]``) and keeps a min-heap of
+    the best n_active, so the cost is n_cand * nnz(x) multiply-adds.
+    """
+    size = 0
+    for c in range(n_cand):
+        j = cand[c]
+        w_row = W[j]
+        z = b[j]
+        for p in range(in_cnt[s]):
+            z += w_row[in_ids[s, p]] * in_vals[s, p]
+        if size < n_active:
+            # sift up
+            pos = size
+            size += 1
+            while pos > 0:
+                parent = (pos - 1) >> 1
+                if heap_vals[parent] <= z:
+                    break
+                heap_vals[pos] = heap_vals[parent]
+                row[pos] = row[parent]
+                pos = parent
+            heap_vals[pos] = z
+            row[pos] = j
+        elif z > heap_vals[0]:
+            # replace the smallest and sift down
+            pos = 0
+            while True:
+                child = 2 * pos + 1
+                if child >= size:
+                    break
+                if child + 1 < size and heap_vals[child + 1] < heap_vals[child]:
+                    child += 1
+                if heap_vals[child] >= z:
+                    break
+                heap_vals[pos] = heap_vals[child]
+                row[pos] = row[child]
+                pos = child
+            heap_vals[pos] = z
+            row[pos] = j
+    return size
+
+
+@njit(parallel=True, cache=True)
+def select_active(
+    mode, in_ids, in_vals, in_cnt, W, b, hyperplanes, bias_row, K, L, offsets, neuron_ids,
+    n_active, seed, out_ids, out_cnt, cost, count_scratch, cand_scratch, tie_scratch,
+    proj_scratch, heap_scratch,
+):
+    """Choose ``n_active`` neurons of layer (W, b) for every sample of the batch.
+
+    Modes: SELECT_LSH ranks the neurons retrieved from the tables by how many
+    tables returned them; SELECT_LSH_RERANK ranks them by their exact
+    pre-activation; SELECT_EXACT ranks every neuron exactly (the reference any
+    selector is measured against); SELECT_RANDOM picks at random. A list shorter
+    than n_active is padded with random neurons. ``cost[s]`` receives the
+    multiply-adds and table reads spent on sample s. Randomness depends only on
+    ``seed`` and the sample's position, never on the thread.
+    """
+    n_neurons = W.shape[0]
     for s in prange(in_cnt.shape[0]):
         tid = numba.get_thread_id()
         count = count_scratch[tid]
         cand = cand_scratch[tid]
-        ties = tie_scratch[tid]
-        proj = proj_scratch[tid]
+        row = out_ids[s]
         state = np.uint64(seed) ^ (np.uint64(s + 1) * _GOLDEN)
         state, _ = _next_random(state)
         n_cand = 0
-        retrieved = 0
-        if use_tables:
-            for h in range(n_planes):
-                proj[h] = hyperplanes[bias_row, h]
-            for p in range(in_cnt[s]):
-                plane_row = hyperplanes[in_ids[s, p]]
-                v = in_vals[s, p]
-                for h in range(n_planes):
-                    proj[h] += v * plane_row[h]
-            for t in range(L):
-                code = 0
-                for bit in range(K):
-                    if proj[t * K + bit] > 0:
-                        code |= 1 << bit
-                start, stop = offsets[t, code], offsets[t, code + 1]
-                retrieved += stop - start
-                for e in range(start, stop):
-                    j = neuron_ids[t, e]
-                    if count[j] == 0:
-                        cand[n_cand] = j
-                        n_cand += 1
-                    count[j] += 1
-        n_retrieved[s] = retrieved
-        row = out_ids[s]
-        n_out = 0
+        work = 0
+        if mode == SELECT_EXACT:
+            for j in range(n_neurons):
+                cand[j] = j
+            n_cand = n_neurons
+        elif mode != SELECT_RANDOM:
+            n_cand, retrieved = _query_tables(
+                s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offsets,
+                neuron_ids, count, cand, proj_scratch[tid],
+            )
+            work += retrieved + in_cnt[s] * K * L
         if n_cand <= n_active:
             for c in range(n_cand):
-                row[n_out] = cand[c]
-                n_out += 1
+                row[c] = cand[c]
+            n_out = n_cand
+        elif mode == SELECT_LSH:
+            n_out, state = _top_by_count(cand, n_cand, count, L, n_active, row, tie_scratch[tid], state)
         else:
-            # smallest collision count that still fits entirely, going down from L
-            threshold = L
-            n_above = 0
-            while True:
-                at_level = 0
-                for c in range(n_cand):
-                    if count[cand[c]] == threshold:
-                        at_level += 1
-                if n_above + at_level >= n_active:
-                    break
-                n_above += at_level
-                threshold -= 1
-            n_ties = 0
+            n_out = _top_by_activation(
+                s, cand, n_cand, W, b, in_ids, in_vals, in_cnt, n_active, row, heap_scratch[tid]
+            )
+            work += n_cand * in_cnt[s]
+        if mode != SELECT_EXACT:
             for c in range(n_cand):
-                j = cand[c]
-                if count[j] > threshold:
-                    row[n_out] = j
-                    n_out += 1
-                elif count[j] == threshold:
-                    ties[n_ties] = j
-                    n_ties += 1
-            # partial Fisher-Yates: a uniform random subset of the tied candidates
-            for c in range(n_active - n_out):
-                state, r = _random_below(state, n_ties - c)
-                pick = c + r
-                ties[c], ties[pick] = ties[pick], ties[c]
-                row[n_out] = ties[c]
-                n_out += 1
-        for c in range(n_cand):
-            count[cand[c]] = 0
+                count[cand[c]] = 0
         if n_out < n_active:
             n_out = _pad_with_random(row, n_out, n_active, n_neurons, count, state)
         out_cnt[s] = n_out
+        cost[s] = work
 
 
 @njit(cache=True)

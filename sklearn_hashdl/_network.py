@@ -33,7 +33,7 @@ class Network:
     """
 
     def __init__(self, weights, biases, n_active, activation, softmax, K, L, mips,
-                 hyperplanes, offsets, neuron_ids):
+                 hyperplanes, offsets, neuron_ids, selection=_lsh.SELECT_LSH):
         self.weights = weights
         self.biases = biases
         self.n_active = n_active
@@ -44,6 +44,7 @@ class Network:
         self.hyperplanes = hyperplanes
         self.offsets = offsets
         self.neuron_ids = neuron_ids
+        self.selection = selection
 
     @property
     def n_layers(self):
@@ -58,6 +59,8 @@ class Network:
 
     def rebuild_tables(self, i):
         """Rehash every neuron of layer i; returns the multiply-adds spent."""
+        if self.selection in (_lsh.SELECT_EXACT, _lsh.SELECT_RANDOM):
+            return 0  # these references never read the tables
         W, b = self.weights[i], self.biases[i]
         codes = _lsh.neuron_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips)
         _lsh.build_tables(codes, self.K, self.offsets[i], self.neuron_ids[i])

@@ -62,7 +62,8 @@ class Workspace:
         self.cand = np.zeros((n_threads, max_out), np.int32)
         self.ties = np.zeros((n_threads, max_out), np.int32)
         self.proj = np.zeros((n_threads, n_planes), np.float32)
-        self.n_retrieved = np.zeros(B, np.int64)
+        self.heap = np.zeros((n_threads, max_active), np.float32)
+        self.select_cost = np.zeros(B, np.int64)
         self.loss = np.zeros(B, np.float64)
 
     def load_inputs(self, X, rows):
@@ -98,13 +99,12 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
         out_ids, out_vals, out_cnt = levels[i + 1]
         if network.is_hashed(i):
             _lsh.select_active(
-                in_ids, in_vals, in_cnt, network.hyperplanes[i], W.shape[1], network.K,
-                network.L, network.offsets[i], network.neuron_ids[i], W.shape[0],
-                network.n_active[i], True, np.uint64(seed + i), out_ids, out_cnt,
-                ws.n_retrieved[:B], ws.count, ws.cand, ws.ties, ws.proj,
+                network.selection, in_ids, in_vals, in_cnt, W, b, network.hyperplanes[i],
+                W.shape[1], network.K, network.L, network.offsets[i], network.neuron_ids[i],
+                network.n_active[i], np.uint64(seed + i), out_ids, out_cnt, ws.select_cost[:B],
+                ws.count, ws.cand, ws.ties, ws.proj, ws.heap,
             )
-            flops["sparse"] += int(in_cnt.sum()) * network.K * network.L
-            flops["sparse"] += int(ws.n_retrieved[:B].sum())
+            flops["sparse"] += int(ws.select_cost[:B].sum())
         is_output = i == n_layers - 1
         activation = 0 if is_output else network.activation_code
         _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals)
