@@ -114,6 +114,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         neuron). 'exact': the true top-k of all neurons (a reference: it costs
         a dense forward pass of the layer's sparse input). 'random': random
         neurons (a reference).
+    rerank_factor : float >= 1, default=4.0
+        With 'lsh_rerank', at most ``rerank_factor * k`` retrieved neurons (those
+        with most collisions) are scored exactly.
     rehash_interval : int, default=50
         Batches before the tables are first rebuilt from the drifting weights.
     rehash_growth : float >= 1, default=1.1
@@ -168,6 +171,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         "sparsity": [Interval(Real, 0, 1, closed="right")],
         "hash_function": [StrOptions({"srp", "srp_mips"})],
         "selection": [StrOptions(set(SELECTION_MODES))],
+        "rerank_factor": [Interval(Real, 1, None, closed="left")],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rehash_growth": [Interval(Real, 1, None, closed="left")],
         "predict_mode": [StrOptions({"topk", "dense"})],
@@ -204,6 +208,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         sparsity=0.05,
         hash_function="srp",
         selection="lsh",
+        rerank_factor=4.0,
         rehash_interval=50,
         rehash_growth=1.1,
         predict_mode="topk",
@@ -236,6 +241,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         self.sparsity = sparsity
         self.hash_function = hash_function
         self.selection = selection
+        self.rerank_factor = rerank_factor
         self.rehash_interval = rehash_interval
         self.rehash_growth = rehash_growth
         self.predict_mode = predict_mode
@@ -427,6 +433,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             weights, biases, n_active, self.activation,
             softmax=self.out_activation_ == "softmax", K=self.K, L=self.L,
             mips=self.hash_function == "srp_mips", selection=SELECTION_MODES[self.selection],
+            rerank_factor=self.rerank_factor,
             hyperplanes=[None] * n_layers, offsets=[None] * n_layers, neuron_ids=[None] * n_layers,
         )
         saved = getattr(self, "_hash_state", None)

@@ -211,15 +211,16 @@ def _top_by_activation(s, cand, n_cand, W, b, in_ids, in_vals, in_cnt, n_active,
 @njit(parallel=True, cache=True)
 def select_active(
     mode, in_ids, in_vals, in_cnt, W, b, hyperplanes, bias_row, K, L, offsets, neuron_ids,
-    n_active, seed, out_ids, out_cnt, cost, count_scratch, cand_scratch, tie_scratch,
-    proj_scratch, heap_scratch,
+    n_active, rerank_pool, seed, out_ids, out_cnt, cost, count_scratch, cand_scratch, tie_scratch,
+    proj_scratch, heap_scratch, pool_scratch,
 ):
     """Choose ``n_active`` neurons of layer (W, b) for every sample of the batch.
 
     Modes: SELECT_LSH ranks the neurons retrieved from the tables by how many
     tables returned them; SELECT_LSH_RERANK ranks them by their exact
     pre-activation; SELECT_EXACT ranks every neuron exactly (the reference any
-    selector is measured against); SELECT_RANDOM picks at random. A list shorter
+    selector is measured against); SELECT_RANDOM picks at random. Re-ranking
+    scores at most ``rerank_pool`` candidates, those with most collisions. A list shorter
     than n_active is padded with random neurons. ``cost[s]`` receives the
     multiply-adds and table reads spent on sample s. Randomness depends only on
     ``seed`` and the sample's position, never on the thread.
@@ -251,6 +252,18 @@ def select_active(
         elif mode == SELECT_LSH:
             n_out, state = _top_by_count(cand, n_cand, count, L, n_active, row, tie_scratch[tid], state)
         else:
+            if mode == SELECT_LSH_RERANK and n_cand > rerank_pool:
+                # score only the rerank_pool candidates with most collisions
+                pool = pool_scratch[tid]
+                n_pool, state = _top_by_count(
+                    cand, n_cand, count, L, rerank_pool, pool, tie_scratch[tid], state
+                )
+                for c in range(n_cand):
+                    count[cand[c]] = 0
+                for c in range(n_pool):
+                    cand[c] = pool[c]
+                    count[pool[c]] = 1
+                n_cand = n_pool
             n_out = _top_by_activation(
                 s, cand, n_cand, W, b, in_ids, in_vals, in_cnt, n_active, row, heap_scratch[tid]
             )

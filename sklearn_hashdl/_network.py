@@ -33,7 +33,7 @@ class Network:
     """
 
     def __init__(self, weights, biases, n_active, activation, softmax, K, L, mips,
-                 hyperplanes, offsets, neuron_ids, selection=_lsh.SELECT_LSH):
+                 hyperplanes, offsets, neuron_ids, selection=_lsh.SELECT_LSH, rerank_factor=4.0):
         self.weights = weights
         self.biases = biases
         self.n_active = n_active
@@ -45,6 +45,7 @@ class Network:
         self.offsets = offsets
         self.neuron_ids = neuron_ids
         self.selection = selection
+        self.rerank_factor = rerank_factor
 
     @property
     def n_layers(self):
@@ -53,6 +54,10 @@ class Network:
     @property
     def layer_sizes(self):
         return [self.weights[0].shape[1]] + [W.shape[0] for W in self.weights]
+
+    def rerank_pool(self, i):
+        """Most candidates layer i scores exactly when re-ranking."""
+        return int(min(self.weights[i].shape[0], math.ceil(self.rerank_factor * self.n_active[i])))
 
     def is_hashed(self, i):
         return self.hyperplanes[i] is not None
