@@ -1,0 +1,108 @@
+"""The selection kernel: every strategy returns k distinct neurons per sample,
+exact re-ranking returns the true top-k, and LSH ranks by collision count."""
+
+import numpy as np
+import pytest
+
+from sklearn_hashdl import _lsh
+from sklearn_hashdl._network import Network, glorot_init
+from sklearn_hashdl._train import Workspace
+
+N_IN, N_OUT, K_ACTIVE, BATCH = 30, 200, 12, 16
+
+
+def _setup(mode, K=3, L=6, rerank_factor=100.0, seed=0):
+    rng = np.random.RandomState(seed)
+    W, b = glorot_init(rng, N_IN, N_OUT, "relu")
+    W2, b2 = glorot_init(rng, N_OUT, 3, "relu")
+    net = Network([W, W2], [b, b2], [K_ACTIVE, 3], "relu", True, K, L, False,
+                  [None, None], [None, None], [None, None], selection=mode,
+                  rerank_factor=rerank_factor)
+    net.hash_tables_for(0, rng)
+    net.rebuild_tables(0)
+    ws = Workspace(net, BATCH, N_IN)
+    X = rng.randn(BATCH, N_IN).astype(np.float32) * (rng.rand(BATCH, N_IN) < 0.5)
+    ws.load_inputs(X, np.arange(BATCH))
+    return net, ws, X
+
+
+def _select(net, ws, seed=7):
+    W, b = net.weights[0], net.biases[0]
+    _lsh.select_active(
+        net.selection, ws.ids[0], ws.vals[0], ws.cnt[0], W, b, net.hyperplanes[0], N_IN,
+        net.K, net.L, net.offsets[0], net.neuron_ids[0], K_ACTIVE, net.rerank_pool(0),
+        np.uint64(seed), ws.ids[1], ws.cnt[1], ws.select_cost, ws.count, ws.cand, ws.ties,
+        ws.proj, ws.heap, ws.pool,
+    )
+    return [ws.ids[1][s, : ws.cnt[1][s]].copy() for s in range(BATCH)]
+
+
+@pytest.mark.parametrize("mode", list(_lsh.SELECTION_MODES))
+def test_k_distinct_neurons_and_clean_scratch(mode):
+    net, ws, _ = _setup(_lsh.SELECTION_MODES[mode])
+    for chosen in _select(net, ws):
+        assert len(chosen) == K_ACTIVE
+        assert len(np.unique(chosen)) == K_ACTIVE
+        assert chosen.min() >= 0 and chosen.max() < N_OUT
+    # scratch must be left zeroed for the next call
+    assert not ws.count.any()
+
+
+def test_exact_mode_returns_the_true_top_k():
+    net, ws, X = _setup(_lsh.SELECT_EXACT)
+    Z = X @ net.weights[0].T + net.biases[0]
+    for s, chosen in enumerate(_select(net, ws)):
+        expected = np.argsort(-Z[s])[:K_ACTIVE]
+        np.testing.assert_array_equal(np.sort(chosen), np.sort(expected))
+
+
+def test_rerank_keeps_the_best_retrieved_candidates():
+    net, ws, X = _setup(_lsh.SELECT_LSH_RERANK, K=2, L=3)
+    Z = X @ net.weights[0].T + net.biases[0]
+    chosen_sets = _select(net, ws)
+    codes = _lsh.neuron_codes(net.weights[0], net.biases[0], net.hyperplanes[0], net.K, net.L)
+    proj = np.hstack([X, np.ones((BATCH, 1), np.float32)]) @ net.hyperplanes[0]
+    query = ((proj > 0).reshape(BATCH, net.L, net.K) << np.arange(net.K)).sum(axis=2)
+    for s, chosen in enumerate(chosen_sets):
+        retrieved = np.flatnonzero((codes == query[s]).any(axis=1))
+        if len(retrieved) >= K_ACTIVE:
+            best = retrieved[np.argsort(-Z[s, retrieved])[:K_ACTIVE]]
+            np.testing.assert_array_equal(np.sort(chosen), np.sort(best))
+        else:
+            assert set(retrieved) <= set(chosen)
+
+
+def test_lsh_prefers_neurons_returned_by_more_tables():
+    net, ws, X = _setup(_lsh.SELECT_LSH, K=2, L=8)
+    codes = _lsh.neuron_codes(net.weights[0], net.biases[0], net.hyperplanes[0], net.K, net.L)
+    proj = np.hstack([X, np.ones((BATCH, 1), np.float32)]) @ net.hyperplanes[0]
+    query = ((proj > 0).reshape(BATCH, net.L, net.K) << np.arange(net.K)).sum(axis=2)
+    for s, chosen in enumerate(_select(net, ws)):
+        collisions = (codes == query[s]).sum(axis=1)
+        rest = np.setdiff1d(np.arange(N_OUT), chosen)
+        assert collisions[chosen].min() >= collisions[rest].max()
+
+
+def test_selection_is_reproducible_and_seeded():
+    net, ws, _ = _setup(_lsh.SELECT_RANDOM)
+    first, again, other = _select(net, ws, 1), _select(net, ws, 1), _select(net, ws, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_tables_hold_every_neuron_once_per_table():
+    net, _, _ = _setup(_lsh.SELECT_LSH)
+    for t in range(net.L):
+        assert net.offsets[0][t, -1] == N_OUT
+        assert np.array_equal(np.sort(net.neuron_ids[0][t]), np.arange(N_OUT))
+    codes = _lsh.neuron_codes(net.weights[0], net.biases[0], net.hyperplanes[0], net.K, net.L)
+    for t in range(net.L):
+        for c in range(1 << net.K):
+            bucket = net.neuron_ids[0][t, net.offsets[0][t, c]: net.offsets[0][t, c + 1]]
+            assert np.all(codes[bucket, t] == c)
+
+
+def test_rehash_schedule_interval_grows():
+    schedule = _lsh.RehashSchedule(interval=4, growth=2.0)
+    due = [step for step in range(1, 40) if schedule.step()]
+    assert due == [4, 12, 28]
