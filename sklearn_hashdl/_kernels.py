@@ -189,10 +189,10 @@ def _row_gradient(j, row_start, row_sample, row_pos, in_ids, in_vals, in_cnt, ou
         bias_grad += d
         for p in range(in_cnt[s]):
             i = in_ids[s, p]
-            if mark[i] == 0:
-                mark[i] = 1
-                cols[n_cols] = i
-                n_cols += 1
+            # branch-free "append i if new": the branch mispredicted half the time
+            cols[n_cols] = i
+            n_cols += 1 - mark[i]
+            mark[i] = 1
             grad[i] += d * in_vals[s, p]
     return n_cols, bias_grad
 

@@ -118,9 +118,8 @@ def _query_tables(s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offse
         retrieved += stop - start
         for e in range(start, stop):
             j = neuron_ids[t, e]
-            if count[j] == 0:
-                cand[n_cand] = j
-                n_cand += 1
+            cand[n_cand] = j  # branch-free "append j if new"
+            n_cand += count[j] == 0
             count[j] += 1
     return n_cand, retrieved
 
