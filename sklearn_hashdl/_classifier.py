@@ -426,7 +426,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             weights = [W for W, _ in pairs]
             biases = [b for _, b in pairs]
         else:
-            weights = [np.array(c.T, dtype=np.float32, order="C") for c in self.coefs_]
+            weights = [np.array(c, dtype=np.float32, order="C") for c in self.coefs_]
             biases = [np.array(b, dtype=np.float32) for b in self.intercepts_]
         n_active = active_counts(layer_sizes, self.sparsity)
         network = Network(
@@ -464,7 +464,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         return SparseOptimizer(params, state)
 
     def _store_network(self, network, optimizer):
-        self.coefs_ = [W.T for W in network.weights]
+        self.coefs_ = list(network.weights)
         self.intercepts_ = list(network.biases)
         self._n_active = np.array(network.n_active, dtype=np.int64)
         self._hash_state = {
@@ -538,7 +538,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                     l2_scale += len(rows) / float(weights_batch.sum())
                     n_trained += len(rows)
                     for i in range(network.n_layers):
-                        n_neurons = network.weights[i].shape[0]
+                        n_neurons = network.weights[i].shape[1]
                         active_sum[i] += workspace.cnt[i + 1][: len(rows)].sum() / n_neurons
                     if schedule.step():
                         flops["sparse"] += network.rebuild_all_tables()
@@ -624,7 +624,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse=["csr", "csc"],
                           dtype=(np.float64, np.float32), reset=False)
-        weights = [np.ascontiguousarray(c.T) for c in self.coefs_]
+        weights = [np.asarray(c, dtype=np.float32) for c in self.coefs_]
         logits = predict_logits(weights, self.intercepts_, self._n_active, self.activation,
                                 as_float32_input(X), self.predict_mode)
         return output_probabilities(logits, self.out_activation_ == "softmax")

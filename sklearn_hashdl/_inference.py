@@ -49,12 +49,11 @@ def output_probabilities(logits, softmax):
 def predict_logits(weights, biases, n_active, activation, X, mode="topk", chunk_rows=CHUNK_ROWS):
     """Output-layer logits (float64) for X, dense ndarray or CSR, in row chunks."""
     n_layers = len(weights)
-    out = np.empty((X.shape[0], weights[-1].shape[0]), np.float64)
+    out = np.empty((X.shape[0], weights[-1].shape[1]), np.float64)
     for start in range(0, X.shape[0], chunk_rows):
         A = X[start : start + chunk_rows]
         for i in range(n_layers):
-            # W is neuron-major (n_out, n_in); A @ W.T lets BLAS (or scipy) do the work
-            Z = A @ weights[i].T
+            Z = A @ weights[i]  # BLAS, or scipy for sparse A
             Z = np.asarray(Z, dtype=np.float32)
             Z += biases[i]
             if i < n_layers - 1:

@@ -5,11 +5,13 @@ Every layer's input and output for a batch is held as three arrays per "level":
 ``cnt`` (n_samples,) int32: sample ``s`` has ``cnt[s]`` active units whose indices
 are ``ids[s, :cnt[s]]`` and whose values are ``vals[s, :cnt[s]]``. Level 0 is the
 network input (the non-zeros of each row), level ``l`` the output of layer ``l``.
-Weights are neuron-major: ``W[j]`` is the contiguous input-weight row of neuron j.
+Weights are input-major, as scikit-learn's ``coefs_``: ``W[i]`` (length n_out) is
+the contiguous row of weights leaving input i, so a sparse input is a sum of a
+few contiguous rows, and scoring every neuron of a layer is a few AXPYs.
 
 Parallel loops write only to what their iteration owns (a sample's row in the
-forward and backward passes, a neuron's row in the update), so results do not
-depend on the number of threads. Per-thread scratch is indexed by
+forward and backward passes, an input's weight row in the update), so results do
+not depend on the number of threads. Per-thread scratch is indexed by
 ``numba.get_thread_id()`` and always left zeroed.
 """
 
@@ -75,16 +77,29 @@ def csr_rows_to_lists(data, indices, indptr, rows, ids, vals, cnt):
 
 @njit(parallel=True, cache=True)
 def forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals):
-    """out_vals[s, q] = act(W[j] . input_s + b[j]) for each active neuron j = out_ids[s, q]."""
+    """out_vals[s, q] = act(x_s . W[:, j] + b[j]) for each active neuron j = out_ids[s, q].
+
+    A layer whose every neuron is active (out_cnt == n_out) has out_ids = 0..n-1
+    and takes the contiguous, vectorisable path.
+    """
+    n_out = W.shape[1]
     for s in prange(in_cnt.shape[0]):
-        m = in_cnt[s]
-        for q in range(out_cnt[s]):
-            j = out_ids[s, q]
-            row = W[j]
-            z = b[j]
-            for p in range(m):
-                z += row[in_ids[s, p]] * in_vals[s, p]
-            out_vals[s, q] = _activate(z, activation)
+        k = out_cnt[s]
+        z = out_vals[s]
+        ids = out_ids[s]
+        for q in range(k):
+            z[q] = b[ids[q]]
+        for p in range(in_cnt[s]):
+            row = W[in_ids[s, p]]
+            v = in_vals[s, p]
+            if k == n_out:
+                for q in range(k):
+                    z[q] += row[q] * v
+            else:
+                for q in range(k):
+                    z[q] += row[ids[q]] * v
+        for q in range(k):
+            z[q] = _activate(z[q], activation)
 
 
 @njit(parallel=True, cache=True)
@@ -126,140 +141,161 @@ def output_loss_and_delta(logits, Y, sample_weight, weight_sum, softmax, delta, 
 @njit(parallel=True, cache=True)
 def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_delta, in_activation, in_delta):
     """Deltas of the layer's active inputs from the deltas of its active neurons."""
+    n_out = W.shape[1]
     for s in prange(in_cnt.shape[0]):
-        m = in_cnt[s]
-        for p in range(m):
-            in_delta[s, p] = 0
-        for q in range(out_cnt[s]):
-            d = out_delta[s, q]
-            if d == 0:
-                continue
-            row = W[out_ids[s, q]]
-            for p in range(m):
-                in_delta[s, p] += row[in_ids[s, p]] * d
-        for p in range(m):
-            in_delta[s, p] *= _derivative(in_vals[s, p], in_activation)
+        k = out_cnt[s]
+        ids = out_ids[s]
+        delta = out_delta[s]
+        for p in range(in_cnt[s]):
+            row = W[in_ids[s, p]]
+            acc = row[0] * 0
+            if k == n_out:
+                for q in range(k):
+                    acc += row[q] * delta[q]
+            else:
+                for q in range(k):
+                    acc += row[ids[q]] * delta[q]
+            in_delta[s, p] = acc * _derivative(in_vals[s, p], in_activation)
 
 
 @njit(cache=True)
-def invert_active(out_ids, out_cnt, n_neurons, row_start, row_sample, row_pos, touched_rows):
-    """Group (sample, position) pairs by neuron: a counting sort by neuron id.
+def invert_lists(ids, cnt, n_ids, row_start, row_sample, row_pos, touched_rows):
+    """Group the (sample, position) pairs of id lists by id: a counting sort.
 
-    After the call, the samples where neuron j was active are
-    ``row_sample[row_start[j]:row_start[j + 1]]`` (in sample order) at positions
-    ``row_pos[...]``; returns the number of neurons active in at least one sample,
-    listed in ``touched_rows``.
+    Applied to a layer's input lists, it tells for each input i the samples where
+    i was active: ``row_sample[row_start[i]:row_start[i + 1]]`` (in sample order)
+    at positions ``row_pos[...]``. Returns the number of ids present in at least
+    one sample, listed in ``touched_rows``.
     """
-    row_start[: n_neurons + 1] = 0
-    for s in range(out_cnt.shape[0]):
-        for q in range(out_cnt[s]):
-            row_start[out_ids[s, q] + 1] += 1
+    row_start[: n_ids + 1] = 0
+    for s in range(cnt.shape[0]):
+        for q in range(cnt[s]):
+            row_start[ids[s, q] + 1] += 1
     n_touched = 0
-    for j in range(n_neurons):
-        if row_start[j + 1] > 0:
-            touched_rows[n_touched] = j
+    for i in range(n_ids):
+        if row_start[i + 1] > 0:
+            touched_rows[n_touched] = i
             n_touched += 1
-        row_start[j + 1] += row_start[j]
-    # fill using row_start[j] as neuron j's cursor; afterwards every cursor sits
-    # at the next neuron's start, so shift the array back by one
-    for s in range(out_cnt.shape[0]):
-        for q in range(out_cnt[s]):
-            j = out_ids[s, q]
-            e = row_start[j]
+        row_start[i + 1] += row_start[i]
+    # fill using row_start[i] as id i's cursor; afterwards every cursor sits at
+    # the next id's start, so shift the array back by one
+    for s in range(cnt.shape[0]):
+        for q in range(cnt[s]):
+            i = ids[s, q]
+            e = row_start[i]
             row_sample[e] = s
             row_pos[e] = q
-            row_start[j] = e + 1
-    for j in range(n_neurons, 0, -1):
-        row_start[j] = row_start[j - 1]
+            row_start[i] = e + 1
+    for i in range(n_ids, 0, -1):
+        row_start[i] = row_start[i - 1]
     row_start[0] = 0
     return n_touched
 
 
 @njit(cache=True, inline="always")
-def _row_gradient(j, row_start, row_sample, row_pos, in_ids, in_vals, in_cnt, out_delta, grad, mark, cols):
-    """Sum neuron j's weight gradient over the batch into the dense scratch ``grad``.
+def _weight_row_gradient(i, row_start, row_sample, row_pos, in_vals, out_ids, out_cnt,
+                         out_delta, grad, mark, cols):
+    """Sum the batch gradient of input i's weight row into the dense scratch ``grad``.
 
-    Returns (number of touched input columns listed in ``cols``, bias gradient).
+    Returns the number of neurons touched, listed in ``cols``.
     """
     n_cols = 0
-    bias_grad = 0.0
-    for e in range(row_start[j], row_start[j + 1]):
+    for e in range(row_start[i], row_start[i + 1]):
         s = row_sample[e]
-        d = out_delta[s, row_pos[e]]
-        bias_grad += d
-        for p in range(in_cnt[s]):
-            i = in_ids[s, p]
-            # branch-free "append i if new": the branch mispredicted half the time
-            cols[n_cols] = i
-            n_cols += 1 - mark[i]
-            mark[i] = 1
-            grad[i] += d * in_vals[s, p]
-    return n_cols, bias_grad
+        a = in_vals[s, row_pos[e]]
+        ids = out_ids[s]
+        delta = out_delta[s]
+        for q in range(out_cnt[s]):
+            j = ids[q]
+            # branch-free "append j if new": a branch here mispredicts half the time
+            cols[n_cols] = j
+            n_cols += 1 - mark[j]
+            mark[j] = 1
+            grad[j] += a * delta[q]
+    return n_cols
+
+
+@njit(cache=True, inline="always")
+def _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols):
+    """Sum the batch gradient of the biases into ``grad``; returns touched count."""
+    n_cols = 0
+    for s in range(out_cnt.shape[0]):
+        for q in range(out_cnt[s]):
+            j = out_ids[s, q]
+            cols[n_cols] = j
+            n_cols += 1 - mark[j]
+            mark[j] = 1
+            grad[j] += out_delta[s, q]
+    return n_cols
+
+
+@njit(cache=True, inline="always")
+def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2, epsilon):
+    """sklearn's Adam rule on the listed entries only; clears the scratch."""
+    for c in range(n_cols):
+        j = cols[c]
+        g = grad[j] + l2 * w[j]
+        m[j] = beta_1 * m[j] + (1 - beta_1) * g
+        v[j] = beta_2 * v[j] + (1 - beta_2) * g * g
+        w[j] -= step_size * m[j] / (np.sqrt(v[j]) + epsilon)
+        grad[j] = 0
+        mark[j] = 0
+
+
+@njit(cache=True, inline="always")
+def _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, nesterov):
+    """sklearn's SGD-with-momentum rule on the listed entries only; clears the scratch."""
+    for c in range(n_cols):
+        j = cols[c]
+        g = grad[j] + l2 * w[j]
+        vel[j] = momentum * vel[j] - learning_rate * g
+        if nesterov:
+            w[j] += momentum * vel[j] - learning_rate * g
+        else:
+            w[j] += vel[j]
+        grad[j] = 0
+        mark[j] = 0
 
 
 @njit(parallel=True, cache=True)
-def adam_update_rows(
+def adam_update(
     W, b, m_W, v_W, m_b, v_b, touched_rows, n_touched, row_start, row_sample, row_pos,
-    in_ids, in_vals, in_cnt, out_delta, l2, step_size, beta_1, beta_2, epsilon,
+    in_vals, out_ids, out_cnt, out_delta, l2, step_size, beta_1, beta_2, epsilon,
     grad_scratch, mark_scratch, cols_scratch,
 ):
-    """Lazy Adam: update only the (neuron, input) weights the batch touched.
+    """Lazy Adam: update only the weights and biases the batch touched.
 
-    ``l2`` is alpha / sum(sample weights); ``step_size`` is the bias-corrected
-    learning rate of sklearn's AdamOptimizer for the current step.
+    Rows of W are split over threads by input; ``l2`` is alpha / sum(sample
+    weights) (no penalty on biases, as sklearn); ``step_size`` is the
+    bias-corrected learning rate of sklearn's AdamOptimizer for this step.
     """
     for r in prange(n_touched):
         tid = numba.get_thread_id()
-        grad = grad_scratch[tid]
-        mark = mark_scratch[tid]
-        cols = cols_scratch[tid]
-        j = touched_rows[r]
-        n_cols, bias_grad = _row_gradient(
-            j, row_start, row_sample, row_pos, in_ids, in_vals, in_cnt, out_delta, grad, mark, cols
-        )
-        w_row, m_row, v_row = W[j], m_W[j], v_W[j]
-        for c in range(n_cols):
-            i = cols[c]
-            g = grad[i] + l2 * w_row[i]
-            m_row[i] = beta_1 * m_row[i] + (1 - beta_1) * g
-            v_row[i] = beta_2 * v_row[i] + (1 - beta_2) * g * g
-            w_row[i] -= step_size * m_row[i] / (np.sqrt(v_row[i]) + epsilon)
-            grad[i] = 0
-            mark[i] = 0
-        m_b[j] = beta_1 * m_b[j] + (1 - beta_1) * bias_grad
-        v_b[j] = beta_2 * v_b[j] + (1 - beta_2) * bias_grad * bias_grad
-        b[j] -= step_size * m_b[j] / (np.sqrt(v_b[j]) + epsilon)
+        grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
+        i = touched_rows[r]
+        n_cols = _weight_row_gradient(i, row_start, row_sample, row_pos, in_vals, out_ids,
+                                      out_cnt, out_delta, grad, mark, cols)
+        _adam_apply(W[i], m_W[i], v_W[i], grad, mark, cols, n_cols, l2, step_size,
+                    beta_1, beta_2, epsilon)
+    grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
+    n_cols = _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols)
+    _adam_apply(b, m_b, v_b, grad, mark, cols, n_cols, l2 * 0, step_size, beta_1, beta_2, epsilon)
 
 
 @njit(parallel=True, cache=True)
-def sgd_update_rows(
+def sgd_update(
     W, b, vel_W, vel_b, touched_rows, n_touched, row_start, row_sample, row_pos,
-    in_ids, in_vals, in_cnt, out_delta, l2, learning_rate, momentum, nesterov,
+    in_vals, out_ids, out_cnt, out_delta, l2, learning_rate, momentum, nesterov,
     grad_scratch, mark_scratch, cols_scratch,
 ):
-    """Lazy SGD with (Nesterov) momentum, sklearn's SGDOptimizer rule per touched weight."""
+    """Lazy SGD with (Nesterov) momentum on the weights and biases the batch touched."""
     for r in prange(n_touched):
         tid = numba.get_thread_id()
-        grad = grad_scratch[tid]
-        mark = mark_scratch[tid]
-        cols = cols_scratch[tid]
-        j = touched_rows[r]
-        n_cols, bias_grad = _row_gradient(
-            j, row_start, row_sample, row_pos, in_ids, in_vals, in_cnt, out_delta, grad, mark, cols
-        )
-        w_row, vel_row = W[j], vel_W[j]
-        for c in range(n_cols):
-            i = cols[c]
-            g = grad[i] + l2 * w_row[i]
-            vel_row[i] = momentum * vel_row[i] - learning_rate * g
-            if nesterov:
-                w_row[i] += momentum * vel_row[i] - learning_rate * g
-            else:
-                w_row[i] += vel_row[i]
-            grad[i] = 0
-            mark[i] = 0
-        vel_b[j] = momentum * vel_b[j] - learning_rate * bias_grad
-        if nesterov:
-            b[j] += momentum * vel_b[j] - learning_rate * bias_grad
-        else:
-            b[j] += vel_b[j]
+        grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
+        i = touched_rows[r]
+        n_cols = _weight_row_gradient(i, row_start, row_sample, row_pos, in_vals, out_ids,
+                                      out_cnt, out_delta, grad, mark, cols)
+        _sgd_apply(W[i], vel_W[i], grad, mark, cols, n_cols, l2, learning_rate, momentum, nesterov)
+    grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
+    n_cols = _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols)
+    _sgd_apply(b, vel_b, grad, mark, cols, n_cols, l2 * 0, learning_rate, momentum, nesterov)

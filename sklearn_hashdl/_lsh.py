@@ -43,21 +43,21 @@ def make_hyperplanes(random_state, n_inputs, K, L, mips=False):
 def neuron_codes(W, b, hyperplanes, K, L, mips=False):
     """Bucket code of every neuron in every table, shape (n_neurons, L), int32.
 
-    One matrix product: sign([W, b] @ hyperplanes). With ``mips``, rows are first
+    One matrix product: sign([W.T, b] @ hyperplanes) for input-major W (d, n). With ``mips``, rows are first
     scaled by the largest row norm and extended by sqrt(1 - |row|^2) (the
     asymmetric MIPS transform); the query side then appends a 0.
     """
-    d = W.shape[1]
+    d = W.shape[0]
     if mips:
-        rows = np.concatenate([W, b[:, None]], axis=1)
+        rows = np.concatenate([W.T, b[:, None]], axis=1)
         norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
         scale = norms.max() if norms.max() > 0 else 1.0
         rows = rows / scale
         extra = np.sqrt(np.maximum(0.0, 1.0 - (norms / scale) ** 2)).astype(np.float32)
         projections = rows @ hyperplanes[: d + 1] + extra[:, None] * hyperplanes[d + 1]
     else:
-        projections = W @ hyperplanes[:d] + b[:, None] * hyperplanes[d]
-    bits = (projections > 0).reshape(W.shape[0], L, K).astype(np.int32)
+        projections = W.T @ hyperplanes[:d] + b[:, None] * hyperplanes[d]
+    bits = (projections > 0).reshape(W.shape[1], L, K).astype(np.int32)
     return (bits << np.arange(K, dtype=np.int32)).sum(axis=2).astype(np.int32)
 
 
@@ -162,21 +162,38 @@ def _top_by_count(cand, n_cand, count, L, n_active, row, ties, state):
 
 
 @njit(cache=True, inline="always")
-def _top_by_activation(s, cand, n_cand, W, b, in_ids, in_vals, in_cnt, n_active, row, heap_vals):
-    """Write the n_active candidates with the largest pre-activation into ``row``.
+def _score_all(s, W, b, in_ids, in_vals, in_cnt, scores):
+    """Exact pre-activation of every neuron: a few contiguous AXPYs (input-major W)."""
+    n = W.shape[1]
+    for j in range(n):
+        scores[j] = b[j]
+    for p in range(in_cnt[s]):
+        row = W[in_ids[s, p]]
+        v = in_vals[s, p]
+        for j in range(n):
+            scores[j] += row[j] * v
 
-    Scores each candidate exactly (``W[j] . x + b[j]``) and keeps a min-heap of
-    the best n_active, so the cost is n_cand * nnz(x) multiply-adds.
-    """
-    size = 0
+
+@njit(cache=True, inline="always")
+def _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores):
+    """Exact pre-activation of the listed candidates: gathers from the input rows."""
     for c in range(n_cand):
-        j = cand[c]
-        w_row = W[j]
-        z = b[j]
-        for p in range(in_cnt[s]):
-            z += w_row[in_ids[s, p]] * in_vals[s, p]
+        scores[c] = b[cand[c]]
+    for p in range(in_cnt[s]):
+        row = W[in_ids[s, p]]
+        v = in_vals[s, p]
+        for c in range(n_cand):
+            scores[c] += row[cand[c]] * v
+
+
+@njit(cache=True, inline="always")
+def _top_by_score(ids, scores, n, n_active, row, heap_vals):
+    """Write the ids of the n_active largest ``scores[:n]`` into ``row`` (a min-heap)."""
+    size = 0
+    for c in range(n):
+        z = scores[c]
+        j = ids[c]
         if size < n_active:
-            # sift up
             pos = size
             size += 1
             while pos > 0:
@@ -189,7 +206,6 @@ def _top_by_activation(s, cand, n_cand, W, b, in_ids, in_vals, in_cnt, n_active,
             heap_vals[pos] = z
             row[pos] = j
         elif z > heap_vals[0]:
-            # replace the smallest and sift down
             pos = 0
             while True:
                 child = 2 * pos + 1
@@ -210,21 +226,20 @@ def _top_by_activation(s, cand, n_cand, W, b, in_ids, in_vals, in_cnt, n_active,
 @njit(parallel=True, cache=True)
 def select_active(
     mode, in_ids, in_vals, in_cnt, W, b, hyperplanes, bias_row, K, L, offsets, neuron_ids,
-    n_active, rerank_pool, seed, out_ids, out_cnt, cost, count_scratch, cand_scratch, tie_scratch,
-    proj_scratch, heap_scratch, pool_scratch,
+    n_active, rerank_pool, seed, out_ids, out_cnt, cost, count_scratch, cand_scratch,
+    tie_scratch, proj_scratch, heap_scratch, pool_scratch, score_scratch, cand_score_scratch,
 ):
     """Choose ``n_active`` neurons of layer (W, b) for every sample of the batch.
 
     Modes: SELECT_LSH ranks the neurons retrieved from the tables by how many
-    tables returned them; SELECT_LSH_RERANK ranks them by their exact
-    pre-activation; SELECT_EXACT ranks every neuron exactly (the reference any
-    selector is measured against); SELECT_RANDOM picks at random. Re-ranking
-    scores at most ``rerank_pool`` candidates, those with most collisions. A list shorter
-    than n_active is padded with random neurons. ``cost[s]`` receives the
-    multiply-adds and table reads spent on sample s. Randomness depends only on
-    ``seed`` and the sample's position, never on the thread.
+    tables returned them; SELECT_LSH_RERANK ranks (at most ``rerank_pool`` of)
+    them by their exact pre-activation; SELECT_EXACT ranks every neuron exactly
+    (the reference any selector is measured against); SELECT_RANDOM picks at
+    random. A list shorter than n_active is padded with random neurons.
+    ``cost[s]`` receives the multiply-adds and table reads spent on sample s.
+    Randomness depends only on ``seed`` and the sample's position.
     """
-    n_neurons = W.shape[0]
+    n_neurons = W.shape[1]
     for s in prange(in_cnt.shape[0]):
         tid = numba.get_thread_id()
         count = count_scratch[tid]
@@ -263,10 +278,18 @@ def select_active(
                     cand[c] = pool[c]
                     count[pool[c]] = 1
                 n_cand = n_pool
-            n_out = _top_by_activation(
-                s, cand, n_cand, W, b, in_ids, in_vals, in_cnt, n_active, row, heap_scratch[tid]
-            )
-            work += n_cand * in_cnt[s]
+            scores = cand_score_scratch[tid]
+            if 4 * n_cand >= n_neurons:
+                # many candidates: scoring all neurons with AXPYs is cheaper than gathers
+                all_scores = score_scratch[tid]
+                _score_all(s, W, b, in_ids, in_vals, in_cnt, all_scores)
+                for c in range(n_cand):
+                    scores[c] = all_scores[cand[c]]
+                work += n_neurons * in_cnt[s]
+            else:
+                _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
+                work += n_cand * in_cnt[s]
+            n_out = _top_by_score(cand, scores, n_cand, n_active, row, heap_scratch[tid])
         if mode != SELECT_EXACT:
             for c in range(n_cand):
                 count[cand[c]] = 0

@@ -25,7 +25,7 @@ def active_counts(layer_sizes, sparsity):
 
 
 class Network:
-    """Weights ``W[i]`` (n_out, n_in) float32 C-contiguous, biases, and LSH tables.
+    """Weights ``W[i]`` (n_in, n_out) float32 C-contiguous, biases, and LSH tables.
 
     Layer i is hashed when it keeps fewer neurons than it has; then
     ``hyperplanes[i]``, ``offsets[i]`` and ``neuron_ids[i]`` hold its tables,
@@ -53,11 +53,11 @@ class Network:
 
     @property
     def layer_sizes(self):
-        return [self.weights[0].shape[1]] + [W.shape[0] for W in self.weights]
+        return [self.weights[0].shape[0]] + [W.shape[1] for W in self.weights]
 
     def rerank_pool(self, i):
         """Most candidates layer i scores exactly when re-ranking."""
-        return int(min(self.weights[i].shape[0], math.ceil(self.rerank_factor * self.n_active[i])))
+        return int(min(self.weights[i].shape[1], math.ceil(self.rerank_factor * self.n_active[i])))
 
     def is_hashed(self, i):
         return self.hyperplanes[i] is not None
@@ -69,22 +69,22 @@ class Network:
         W, b = self.weights[i], self.biases[i]
         codes = _lsh.neuron_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips)
         _lsh.build_tables(codes, self.K, self.offsets[i], self.neuron_ids[i])
-        return W.shape[0] * (W.shape[1] + 1) * self.K * self.L
+        return W.shape[1] * (W.shape[0] + 1) * self.K * self.L
 
     def rebuild_all_tables(self):
         return sum(self.rebuild_tables(i) for i in range(self.n_layers) if self.is_hashed(i))
 
     def hash_tables_for(self, i, random_state):
         """Fresh hyperplanes and empty tables for layer i (rebuilt by the caller)."""
-        n_out, n_in = self.weights[i].shape
+        n_in, n_out = self.weights[i].shape
         self.hyperplanes[i] = _lsh.make_hyperplanes(random_state, n_in, self.K, self.L, self.mips)
         self.offsets[i], self.neuron_ids[i] = _lsh.new_tables(n_out, self.K, self.L)
 
 
 def glorot_init(random_state, fan_in, fan_out, activation):
-    """sklearn's MLP initialisation, returned neuron-major (fan_out, fan_in) float32."""
+    """sklearn's MLP initialisation (same draws), as float32 (fan_in, fan_out), bias."""
     factor = 2.0 if activation == "logistic" else 6.0
     bound = np.sqrt(factor / (fan_in + fan_out))
     coef = random_state.uniform(-bound, bound, (fan_in, fan_out))
     intercept = random_state.uniform(-bound, bound, fan_out)
-    return np.ascontiguousarray(coef.T, dtype=np.float32), intercept.astype(np.float32)
+    return coef.astype(np.float32), intercept.astype(np.float32)

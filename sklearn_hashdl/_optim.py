@@ -1,7 +1,7 @@
 """Sparse Adam and SGD: optimizer state as arrays, and sklearn's learning-rate rules.
 
 The per-weight arithmetic lives in the update kernels of ``_kernels.py``; this
-module owns the state (moment or velocity arrays shaped like the neuron-major
+module owns the state (moment or velocity arrays shaped like the
 weights, a step counter, the current SGD learning rate) and the epoch-level
 rules copied in meaning from sklearn's ``_stochastic_optimizers``.
 """
@@ -54,25 +54,29 @@ class SparseOptimizer:
             / (1 - p["beta_1"] ** t)
         )
 
-    def update_layer(self, layer, W, b, step_size, l2, index, inputs, out_delta, scratch):
-        """Apply the batch gradient of one layer to the rows it touched."""
+    def update_layer(self, layer, W, b, step_size, l2, index, in_vals, outputs, out_delta, scratch):
+        """Apply the batch gradient of one layer to the weights it touched.
+
+        ``index`` groups the batch by input (see ``_kernels.invert_lists``);
+        ``outputs`` are the layer's active-neuron lists (ids, counts).
+        """
         touched_rows, n_touched, row_start, row_sample, row_pos = index
-        in_ids, in_vals, in_cnt = inputs
+        out_ids, out_cnt = outputs
         grad, mark, cols = scratch
         s, p = self.state, self.params
         if self.solver == "adam":
-            _kernels.adam_update_rows(
+            _kernels.adam_update(
                 W, b, s["m_W"][layer], s["v_W"][layer], s["m_b"][layer], s["v_b"][layer],
                 touched_rows, n_touched, row_start, row_sample, row_pos,
-                in_ids, in_vals, in_cnt, out_delta, np.float32(l2), np.float32(step_size),
+                in_vals, out_ids, out_cnt, out_delta, np.float32(l2), np.float32(step_size),
                 np.float32(p["beta_1"]), np.float32(p["beta_2"]), np.float32(p["epsilon"]),
                 grad, mark, cols,
             )
         else:
-            _kernels.sgd_update_rows(
+            _kernels.sgd_update(
                 W, b, s["vel_W"][layer], s["vel_b"][layer],
                 touched_rows, n_touched, row_start, row_sample, row_pos,
-                in_ids, in_vals, in_cnt, out_delta, np.float32(l2), np.float32(step_size),
+                in_vals, out_ids, out_cnt, out_delta, np.float32(l2), np.float32(step_size),
                 np.float32(p["momentum"]), bool(p["nesterovs_momentum"]),
                 grad, mark, cols,
             )

@@ -41,21 +41,21 @@ class Workspace:
         # dense layers keep every neuron: fixed lists 0..n-1
         for i in range(network.n_layers):
             if not network.is_hashed(i):
-                n = network.weights[i].shape[0]
+                n = network.weights[i].shape[1]
                 self.ids[i + 1][:] = np.arange(n, dtype=np.int32)
                 self.cnt[i + 1][:] = n
         sizes = network.layer_sizes
         max_in, max_out = max(sizes[:-1]), max(sizes[1:])
-        max_active = max(network.n_active)
-        # inverted index (neuron -> samples), shared by the layers in turn
-        self.row_start = np.zeros(max_out + 1, np.int64)
-        self.row_sample = np.zeros(B * max_active, np.int32)
-        self.row_pos = np.zeros(B * max_active, np.int32)
-        self.touched = np.zeros(max_out, np.int32)
-        # per-thread scratch of the update kernels
-        self.grad = _thread_scratch(n_threads, max_in, np.float32)
-        self.mark = _thread_scratch(n_threads, max_in, np.uint8)
-        self.cols = _thread_scratch(n_threads, max_in, np.int32)
+        max_in_width = max(widths[:-1])
+        # inverted index (input -> samples), shared by the layers in turn
+        self.row_start = np.zeros(max_in + 1, np.int64)
+        self.row_sample = np.zeros(B * max_in_width, np.int32)
+        self.row_pos = np.zeros(B * max_in_width, np.int32)
+        self.touched = np.zeros(max_in, np.int32)
+        # per-thread scratch of the update kernels, indexed by neuron
+        self.grad = _thread_scratch(n_threads, max_out, np.float32)
+        self.mark = _thread_scratch(n_threads, max_out, np.uint8)
+        self.cols = _thread_scratch(n_threads, max_out, np.int32)
         # per-thread scratch of the selection kernel
         n_planes = network.K * network.L
         self.count = _thread_scratch(n_threads, max_out, np.int32)
@@ -63,7 +63,9 @@ class Workspace:
         self.ties = _thread_scratch(n_threads, max_out, np.int32)
         self.pool = _thread_scratch(n_threads, max_out, np.int32)
         self.proj = _thread_scratch(n_threads, n_planes, np.float32)
-        self.heap = _thread_scratch(n_threads, max_active, np.float32)
+        self.heap = _thread_scratch(n_threads, max(network.n_active), np.float32)
+        self.scores = _thread_scratch(n_threads, max_out, np.float32)
+        self.cand_scores = _thread_scratch(n_threads, max_out, np.float32)
         self.select_cost = np.zeros(B, np.int64)
         self.loss = np.zeros(B, np.float64)
 
@@ -114,9 +116,10 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
         if network.is_hashed(i):
             _lsh.select_active(
                 network.selection, in_ids, in_vals, in_cnt, W, b, network.hyperplanes[i],
-                W.shape[1], network.K, network.L, network.offsets[i], network.neuron_ids[i],
+                W.shape[0], network.K, network.L, network.offsets[i], network.neuron_ids[i],
                 network.n_active[i], network.rerank_pool(i), np.uint64(seed + i), out_ids, out_cnt,
                 ws.select_cost[:B], ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool,
+                ws.scores, ws.cand_scores,
             )
             flops["sparse"] += int(ws.select_cost[:B].sum())
         is_output = i == n_layers - 1
@@ -143,12 +146,14 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
     scratch = (ws.grad, ws.mark, ws.cols)
     for i in range(n_layers):
         W, b = network.weights[i], network.biases[i]
+        in_ids, in_vals, in_cnt = levels[i]
         out_ids, _, out_cnt = levels[i + 1]
-        n_touched = _kernels.invert_active(
-            out_ids, out_cnt, W.shape[0], ws.row_start, ws.row_sample, ws.row_pos, ws.touched
+        n_touched = _kernels.invert_lists(
+            in_ids, in_cnt, W.shape[0], ws.row_start, ws.row_sample, ws.row_pos, ws.touched
         )
         index = (ws.touched, n_touched, ws.row_start, ws.row_sample, ws.row_pos)
-        optimizer.update_layer(i, W, b, step_size, l2, index, levels[i], ws.delta[i + 1][:B], scratch)
+        optimizer.update_layer(i, W, b, step_size, l2, index, in_vals, (out_ids, out_cnt),
+                               ws.delta[i + 1][:B], scratch)
 
     for i in range(n_layers):
         pairs = int(np.dot(levels[i + 1][2].astype(np.int64), levels[i][2]))

@@ -40,7 +40,7 @@ def _masked_loss(weights, biases, masks, activation, softmax, X, Y, w):
     """Weighted mean log loss of the network whose hidden neurons outside masks are 0."""
     A = X.astype(np.float64)
     for i, (W, b) in enumerate(zip(weights, biases)):
-        Z = A @ W.T + b
+        Z = A @ W + b
         if i < len(weights) - 1:
             A = ACT[activation](Z) * masks[i]
         else:
@@ -67,7 +67,7 @@ def _one_sgd_step(net, X, Y, w):
                        0.0, 123, {"sparse": 0, "dense": 0})
     masks = []
     for i in range(net.n_layers - 1):
-        mask = np.zeros((X.shape[0], net.weights[i].shape[0]))
+        mask = np.zeros((X.shape[0], net.weights[i].shape[1]))
         for s in range(X.shape[0]):
             mask[s, ws.ids[i + 1][s, : ws.cnt[i + 1][s]]] = 1
         masks.append(mask)
@@ -117,5 +117,5 @@ def test_inactive_weights_do_not_move():
     _, _, (gW, gb), masks = _one_sgd_step(net, X, Y, np.ones(5))
     never_active = masks[0].sum(axis=0) == 0
     assert never_active.any()
-    assert np.all(gW[0][never_active] == 0) and np.all(gb[0][never_active] == 0)
-    assert np.all(gW[1][:, never_active] == 0)
+    assert np.all(gW[0][:, never_active] == 0) and np.all(gb[0][never_active] == 0)
+    assert np.all(gW[1][never_active] == 0)

@@ -32,7 +32,7 @@ def _select(net, ws, seed=7):
         net.selection, ws.ids[0], ws.vals[0], ws.cnt[0], W, b, net.hyperplanes[0], N_IN,
         net.K, net.L, net.offsets[0], net.neuron_ids[0], K_ACTIVE, net.rerank_pool(0),
         np.uint64(seed), ws.ids[1], ws.cnt[1], ws.select_cost, ws.count, ws.cand, ws.ties,
-        ws.proj, ws.heap, ws.pool,
+        ws.proj, ws.heap, ws.pool, ws.scores, ws.cand_scores,
     )
     return [ws.ids[1][s, : ws.cnt[1][s]].copy() for s in range(BATCH)]
 
@@ -50,7 +50,7 @@ def test_k_distinct_neurons_and_clean_scratch(mode):
 
 def test_exact_mode_returns_the_true_top_k():
     net, ws, X = _setup(_lsh.SELECT_EXACT)
-    Z = X @ net.weights[0].T + net.biases[0]
+    Z = X @ net.weights[0] + net.biases[0]
     for s, chosen in enumerate(_select(net, ws)):
         expected = np.argsort(-Z[s])[:K_ACTIVE]
         np.testing.assert_array_equal(np.sort(chosen), np.sort(expected))
@@ -58,7 +58,7 @@ def test_exact_mode_returns_the_true_top_k():
 
 def test_rerank_keeps_the_best_retrieved_candidates():
     net, ws, X = _setup(_lsh.SELECT_LSH_RERANK, K=2, L=3)
-    Z = X @ net.weights[0].T + net.biases[0]
+    Z = X @ net.weights[0] + net.biases[0]
     chosen_sets = _select(net, ws)
     codes = _lsh.neuron_codes(net.weights[0], net.biases[0], net.hyperplanes[0], net.K, net.L)
     proj = np.hstack([X, np.ones((BATCH, 1), np.float32)]) @ net.hyperplanes[0]
