@@ -117,6 +117,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     rerank_factor : float >= 1, default=4.0
         With 'lsh_rerank', at most ``rerank_factor * k`` retrieved neurons (those
         with most collisions) are scored exactly.
+    n_probes : int, default=1
+        Buckets read per table and sample: the sample's own, plus (multi-probe
+        LSH) the n_probes - 1 neighbours that flip its least certain bits.
     rehash_interval : int, default=50
         Batches before the tables are first rebuilt from the drifting weights.
     rehash_growth : float >= 1, default=1.1
@@ -172,6 +175,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         "hash_function": [StrOptions({"srp", "srp_mips"})],
         "selection": [StrOptions(set(SELECTION_MODES))],
         "rerank_factor": [Interval(Real, 1, None, closed="left")],
+        "n_probes": [Interval(Integral, 1, None, closed="left")],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rehash_growth": [Interval(Real, 1, None, closed="left")],
         "predict_mode": [StrOptions({"topk", "dense"})],
@@ -209,6 +213,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         hash_function="srp",
         selection="lsh",
         rerank_factor=4.0,
+        n_probes=1,
         rehash_interval=50,
         rehash_growth=1.1,
         predict_mode="topk",
@@ -242,6 +247,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         self.hash_function = hash_function
         self.selection = selection
         self.rerank_factor = rerank_factor
+        self.n_probes = n_probes
         self.rehash_interval = rehash_interval
         self.rehash_growth = rehash_growth
         self.predict_mode = predict_mode
@@ -433,7 +439,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             weights, biases, n_active, self.activation,
             softmax=self.out_activation_ == "softmax", K=self.K, L=self.L,
             mips=self.hash_function == "srp_mips", selection=SELECTION_MODES[self.selection],
-            rerank_factor=self.rerank_factor,
+            rerank_factor=self.rerank_factor, n_probes=self.n_probes,
             hyperplanes=[None] * n_layers, offsets=[None] * n_layers, neuron_ids=[None] * n_layers,
         )
         saved = getattr(self, "_hash_state", None)

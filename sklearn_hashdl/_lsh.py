@@ -93,11 +93,14 @@ SELECTION_MODES = {"lsh": SELECT_LSH, "lsh_rerank": SELECT_LSH_RERANK,
 
 @njit(cache=True, inline="always")
 def _query_tables(s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offsets,
-                  neuron_ids, count, cand, proj):
-    """Hash sample s's input [x, 1] and gather its L buckets.
+                  neuron_ids, n_probes, count, cand, proj):
+    """Hash sample s's input [x, 1] and gather its buckets, n_probes per table.
 
-    Fills ``cand`` with the distinct neurons found and ``count`` with how many
-    tables returned each; returns (number of candidates, bucket entries read).
+    Besides the sample's own bucket, multi-probing reads the n_probes - 1
+    neighbouring buckets whose code differs in the least certain bit (the
+    projections closest to zero). Fills ``cand`` with the distinct neurons found
+    and ``count`` with how many probes returned each; returns (number of
+    candidates, bucket entries read).
     """
     n_planes = K * L
     for h in range(n_planes):
@@ -114,24 +117,38 @@ def _query_tables(s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offse
         for bit in range(K):
             if proj[t * K + bit] > 0:
                 code |= 1 << bit
-        start, stop = offsets[t, code], offsets[t, code + 1]
-        retrieved += stop - start
-        for e in range(start, stop):
-            j = neuron_ids[t, e]
-            cand[n_cand] = j  # branch-free "append j if new"
-            n_cand += count[j] == 0
-            count[j] += 1
+        flipped = 0  # bits already used for a neighbouring probe
+        for probe in range(n_probes):
+            probe_code = code
+            if probe > 0:
+                best = -1
+                for bit in range(K):
+                    if (flipped >> bit) & 1 == 0:
+                        if best < 0 or abs(proj[t * K + bit]) < abs(proj[t * K + best]):
+                            best = bit
+                if best < 0:
+                    break
+                flipped |= 1 << best
+                probe_code = code ^ (1 << best)
+            start, stop = offsets[t, probe_code], offsets[t, probe_code + 1]
+            retrieved += stop - start
+            for e in range(start, stop):
+                j = neuron_ids[t, e]
+                cand[n_cand] = j  # branch-free "append j if new"
+                n_cand += count[j] == 0
+                count[j] += 1
     return n_cand, retrieved
 
 
 @njit(cache=True, inline="always")
-def _top_by_count(cand, n_cand, count, L, n_active, row, ties, state):
+def _top_by_count(cand, n_cand, count, max_count, n_active, row, ties, state):
     """Write the n_active candidates with most collisions into ``row``.
 
-    Counts are at most L, so the cut is found level by level (a counting sort);
-    ties at the cut are broken by a partial Fisher-Yates shuffle.
+    Counts are at most max_count (tables times probes), so the cut is found level
+    by level (a counting sort); ties at the cut are broken by a partial
+    Fisher-Yates shuffle.
     """
-    threshold = L
+    threshold = max_count
     n_above = 0
     while True:
         at_level = 0
@@ -226,7 +243,7 @@ def _top_by_score(ids, scores, n, n_active, row, heap_vals):
 @njit(parallel=True, cache=True)
 def select_active(
     mode, in_ids, in_vals, in_cnt, W, b, hyperplanes, bias_row, K, L, offsets, neuron_ids,
-    n_active, rerank_pool, seed, out_ids, out_cnt, cost, count_scratch, cand_scratch,
+    n_active, rerank_pool, n_probes, seed, out_ids, out_cnt, cost, count_scratch, cand_scratch,
     tie_scratch, proj_scratch, heap_scratch, pool_scratch, score_scratch, cand_score_scratch,
 ):
     """Choose ``n_active`` neurons of layer (W, b) for every sample of the batch.
@@ -256,7 +273,7 @@ def select_active(
         elif mode != SELECT_RANDOM:
             n_cand, retrieved = _query_tables(
                 s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offsets,
-                neuron_ids, count, cand, proj_scratch[tid],
+                neuron_ids, n_probes, count, cand, proj_scratch[tid],
             )
             work += retrieved + in_cnt[s] * K * L
         if n_cand <= n_active:
@@ -264,13 +281,15 @@ def select_active(
                 row[c] = cand[c]
             n_out = n_cand
         elif mode == SELECT_LSH:
-            n_out, state = _top_by_count(cand, n_cand, count, L, n_active, row, tie_scratch[tid], state)
+            n_out, state = _top_by_count(
+                cand, n_cand, count, L * n_probes, n_active, row, tie_scratch[tid], state
+            )
         else:
             if mode == SELECT_LSH_RERANK and n_cand > rerank_pool:
                 # score only the rerank_pool candidates with most collisions
                 pool = pool_scratch[tid]
                 n_pool, state = _top_by_count(
-                    cand, n_cand, count, L, rerank_pool, pool, tie_scratch[tid], state
+                    cand, n_cand, count, L * n_probes, rerank_pool, pool, tie_scratch[tid], state
                 )
                 for c in range(n_cand):
                     count[cand[c]] = 0

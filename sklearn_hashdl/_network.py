@@ -33,7 +33,8 @@ class Network:
     """
 
     def __init__(self, weights, biases, n_active, activation, softmax, K, L, mips,
-                 hyperplanes, offsets, neuron_ids, selection=_lsh.SELECT_LSH, rerank_factor=4.0):
+                 hyperplanes, offsets, neuron_ids, selection=_lsh.SELECT_LSH, rerank_factor=4.0,
+                 n_probes=1):
         self.weights = weights
         self.biases = biases
         self.n_active = n_active
@@ -46,6 +47,7 @@ class Network:
         self.neuron_ids = neuron_ids
         self.selection = selection
         self.rerank_factor = rerank_factor
+        self.n_probes = n_probes
 
     @property
     def n_layers(self):

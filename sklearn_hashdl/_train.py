@@ -117,7 +117,8 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
             _lsh.select_active(
                 network.selection, in_ids, in_vals, in_cnt, W, b, network.hyperplanes[i],
                 W.shape[0], network.K, network.L, network.offsets[i], network.neuron_ids[i],
-                network.n_active[i], network.rerank_pool(i), np.uint64(seed + i), out_ids, out_cnt,
+                network.n_active[i], network.rerank_pool(i), network.n_probes, np.uint64(seed + i),
+                out_ids, out_cnt,
                 ws.select_cost[:B], ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool,
                 ws.scores, ws.cand_scores,
             )

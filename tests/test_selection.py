@@ -31,7 +31,7 @@ def _select(net, ws, seed=7):
     _lsh.select_active(
         net.selection, ws.ids[0], ws.vals[0], ws.cnt[0], W, b, net.hyperplanes[0], N_IN,
         net.K, net.L, net.offsets[0], net.neuron_ids[0], K_ACTIVE, net.rerank_pool(0),
-        np.uint64(seed), ws.ids[1], ws.cnt[1], ws.select_cost, ws.count, ws.cand, ws.ties,
+        net.n_probes, np.uint64(seed), ws.ids[1], ws.cnt[1], ws.select_cost, ws.count, ws.cand, ws.ties,
         ws.proj, ws.heap, ws.pool, ws.scores, ws.cand_scores,
     )
     return [ws.ids[1][s, : ws.cnt[1][s]].copy() for s in range(BATCH)]
@@ -106,3 +106,16 @@ def test_rehash_schedule_interval_grows():
     schedule = _lsh.RehashSchedule(interval=4, growth=2.0)
     due = [step for step in range(1, 40) if schedule.step()]
     assert due == [4, 12, 28]
+
+
+def test_multiprobe_reads_neighbouring_buckets():
+    net, ws, X = _setup(_lsh.SELECT_LSH_RERANK, K=4, L=2)
+    single = _select(net, ws)
+    single_cost = ws.select_cost.copy()
+    net.n_probes = 3
+    multi = _select(net, ws)
+    # more buckets read per table, and never a worse best candidate
+    assert np.all(ws.select_cost >= single_cost) and np.any(ws.select_cost > single_cost)
+    Z = X @ net.weights[0] + net.biases[0]
+    for s in range(BATCH):
+        assert Z[s, multi[s]].max() >= Z[s, single[s]].max() - 1e-6 or len(single[s]) < K_ACTIVE
