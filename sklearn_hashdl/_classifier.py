@@ -26,7 +26,7 @@ from ._inference import as_float32_input, output_probabilities, predict_logits
 from ._lsh import SELECTION_MODES, RehashSchedule
 from ._network import Network, active_counts, glorot_init
 from ._optim import SparseOptimizer
-from ._train import SparseRows, Workspace, input_width, train_batch
+from ._train import Workspace, input_width, kernel_input, train_batch
 
 _OPTIMIZER_PARAMS = (
     "solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
@@ -507,7 +507,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
-        X_kernel = _kernel_input(X)
+        X_kernel = kernel_input(X)
         workspace = Workspace(network, batch_size, input_width(X_kernel))
         schedule = RehashSchedule(self.rehash_interval, self.rehash_growth,
                                   *getattr(self, "_rehash_state", (None, None)))
@@ -661,15 +661,3 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_label = True
         tags.input_tags.sparse = True
         return tags
-
-
-def _kernel_input(X):
-    """Training input in the one layout the kernels compile for."""
-    if sp.issparse(X):
-        X = X.tocsr()
-        if not X.has_sorted_indices:
-            X = X.sorted_indices()
-        return SparseRows(
-            X.data.astype(np.float32), X.indices.astype(np.int32), X.indptr.astype(np.int64), X.shape
-        )
-    return np.ascontiguousarray(X, dtype=np.float32)

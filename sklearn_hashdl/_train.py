@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 
 from . import _kernels, _lsh
 
@@ -163,3 +164,15 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
         flops["sparse"] += passes * pairs
         flops["dense"] += passes * dense_pairs
     return loss
+
+
+def kernel_input(X):
+    """Training input in the one layout the kernels compile for."""
+    if sp.issparse(X):
+        X = X.tocsr()
+        if not X.has_sorted_indices:
+            X = X.sorted_indices()
+        return SparseRows(
+            X.data.astype(np.float32), X.indices.astype(np.int32), X.indptr.astype(np.int64), X.shape
+        )
+    return np.ascontiguousarray(X, dtype=np.float32)

@@ -1,0 +1,147 @@
+"""How should a hashed layer pick its active neurons? A study on real MNIST.
+
+Trains HashMLPClassifier with several selection strategies on the same data and
+seed, next to a dense MLPClassifier with the same hidden sizes, epochs, batch size
+and learning rate, and prints one table per (hidden sizes, sparsity):
+test accuracy, flop_fraction_ (every multiply-add of selection, hashing,
+re-ranking and rehashing counted), fit seconds, and the recall of the exact top-k
+(the fraction of each hidden layer's true top-k activations the strategy picked,
+measured after training on test rows, averaged over hidden layers).
+
+    python benchmarks/study_selection.py                      # full study (~30 min)
+    python benchmarks/study_selection.py --train-rows 10000 --epochs 3 --configs 1000x3@0.05
+
+Fit times are from one run on a shared machine: compare them within a table.
+"""
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+from sklearn_hashdl import HashMLPClassifier
+from sklearn_hashdl._diagnostics import selection_recall
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
+
+# name -> HashMLPClassifier parameters (on top of the common ones)
+STRATEGIES = {
+    "exact top-k (reference)": dict(selection="exact"),
+    "random (reference)": dict(selection="random"),
+    "SRP-LSH K=6 L=10 (paper)": dict(selection="lsh", K=6, L=10),
+    "SRP-LSH K=5 L=20": dict(selection="lsh", K=5, L=20),
+    "SRP-LSH MIPS K=6 L=10": dict(selection="lsh", K=6, L=10, hash_function="srp_mips"),
+    "SRP-LSH 3-probe": dict(selection="lsh", K=6, L=10, n_probes=3),
+    "SRP-LSH rehash every 10": dict(selection="lsh", K=6, L=10, rehash_interval=10, rehash_growth=1.0),
+    "LSH + rerank 4k": dict(selection="lsh_rerank", K=6, L=10, rerank_factor=4),
+    "LSH + rerank all": dict(selection="lsh_rerank", K=6, L=10, rerank_factor=1e6),
+    "LSH 2-probe + rerank all": dict(selection="lsh_rerank", K=6, L=10, rerank_factor=1e6, n_probes=2),
+    "LSH K=4 + rerank all": dict(selection="lsh_rerank", K=4, L=10, rerank_factor=1e6),
+}
+
+CONFIGS = ["1000x3@0.05", "1000x3@0.1", "1000x1@0.05", "1000x1@0.1"]
+
+
+def parse_config(text):
+    """'1000x3@0.05' -> ((1000, 1000, 1000), 0.05)."""
+    layers, sparsity = text.split("@")
+    width, depth = layers.split("x")
+    return (int(width),) * int(depth), float(sparsity)
+
+
+def load_mnist(path, train_rows):
+    data = np.load(path)
+    X_train = data["X_train"][:train_rows].astype(np.float32) / 255
+    X_test = data["X_test"].astype(np.float32) / 255
+    return X_train, data["y_train"][:train_rows], X_test, data["y_test"]
+
+
+def timed_fit(model, X, y):
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    return time.perf_counter() - start
+
+
+def run_config(hidden, sparsity, strategies, data, epochs, seed):
+    X_train, y_train, X_test, y_test = data
+    common = dict(hidden_layer_sizes=hidden, max_iter=epochs, batch_size=128,
+                  learning_rate_init=1e-3, random_state=seed, tol=0.0, n_iter_no_change=epochs + 1)
+    dense = MLPClassifier(**common)
+    rows = [dict(strategy="MLPClassifier (dense)", accuracy=None, flop_fraction=1.0, recall=1.0,
+                 fit_seconds=timed_fit(dense, X_train, y_train))]
+    rows[0]["accuracy"] = dense.score(X_test, y_test)
+    for name in strategies:
+        model = HashMLPClassifier(sparsity=sparsity, **common, **STRATEGIES[name])
+        seconds = timed_fit(model, X_train, y_train)
+        rows.append(dict(
+            strategy=name, accuracy=model.score(X_test, y_test),
+            flop_fraction=model.flop_fraction_, fit_seconds=seconds,
+            recall=float(np.mean(selection_recall(model, X_test, max_rows=1000, seed=seed))),
+        ))
+        print(f"  done: {name}", flush=True)
+    return rows
+
+
+def format_rows(rows):
+    header = f"{'strategy':28s} {'accuracy':>8s} {'flop frac':>9s} {'fit s':>7s} {'top-k recall':>12s}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['strategy']:28s} {r['accuracy']:8.4f} {r['flop_fraction']:9.4f} "
+                     f"{r['fit_seconds']:7.1f} {r['recall']:12.3f}")
+    return "\n".join(lines)
+
+
+def warm_up():
+    """Compile the kernels before anything is timed."""
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(300, 20).astype(np.float32), rng.randint(0, 3, 300)
+    for selection in ("lsh", "lsh_rerank", "exact", "random"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            HashMLPClassifier((64, 64), max_iter=1, selection=selection).fit(X, y)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="path to mnist.npz")
+    parser.add_argument("--train-rows", type=int, default=60000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma-separated WIDTHxDEPTH@SPARSITY, e.g. 1000x3@0.05")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES),
+                        help="comma-separated names from the STRATEGIES table")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    if not Path(args.data).exists():
+        print(f"skipped: MNIST not found at {args.data} (see ../shared/data/README.md)")
+        return 0
+    strategies = [s.strip() for s in args.strategies.split(",")]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        parser.error(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+    data = load_mnist(args.data, args.train_rows)
+    print(f"MNIST: {len(data[0])} training rows, {len(data[2])} test rows, {args.epochs} epochs, "
+          f"batch 128, Adam 1e-3, seed {args.seed}; kernels compiled before timing")
+    warm_up()
+    results = {}
+    for config in args.configs.split(","):
+        hidden, sparsity = parse_config(config)
+        print(f"\nhidden {hidden}, sparsity {sparsity}", flush=True)
+        rows = run_config(hidden, sparsity, strategies, data, args.epochs, args.seed)
+        print(format_rows(rows), flush=True)
+        results[config] = rows
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
