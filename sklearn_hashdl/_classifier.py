@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, gen_batches, shuffle
+from sklearn.utils import check_random_state, shuffle
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import (
@@ -26,7 +26,7 @@ from ._inference import as_float32_input, output_probabilities, predict_logits
 from ._lsh import SELECTION_MODES, RehashSchedule
 from ._network import Network, active_counts, glorot_init
 from ._optim import SparseOptimizer
-from ._train import Workspace, input_width, kernel_input, train_batch
+from ._train import TrainingRun, kernel_input
 
 _OPTIMIZER_PARAMS = (
     "solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
@@ -279,7 +279,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : HashMLPClassifier
         """
-        return self._fit_atomic(X, y, sample_weight, incremental=False)
+        return self._atomic(self._fit, X, y, sample_weight, False)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
@@ -288,26 +288,26 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         ``classes`` (all labels that will ever be seen) is required on the first
         call and may be omitted afterwards.
         """
-        saved = self.__dict__.copy()
-        try:
-            if _check_partial_fit_first_call(self, classes):
-                self._label_binarizer = LabelBinarizer()
-                if type_of_target(y).startswith("multilabel"):
-                    self._label_binarizer.fit(y)
-                else:
-                    self._label_binarizer.fit(classes)
-            return self._fit(X, y, sample_weight, incremental=True)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        return self._atomic(self._partial_fit, X, y, sample_weight, classes)
 
-    def _fit_atomic(self, X, y, sample_weight, incremental):
-        # every array of a fitted model is replaced, never written in place, so
-        # restoring the attribute dict undoes a failed call completely
+    def _partial_fit(self, X, y, sample_weight, classes):
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _atomic(self, method, *args):
+        """Run a fitting method; if it fails, restore the model as it was.
+
+        Fitting replaces arrays and never writes into a fitted model's arrays, so
+        restoring the attribute dict undoes a failed call completely.
+        """
         saved = self.__dict__.copy()
         try:
-            return self._fit(X, y, sample_weight, incremental)
+            return method(*args)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
@@ -507,51 +507,23 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
-        X_kernel = kernel_input(X)
-        workspace = Workspace(network, batch_size, input_width(X_kernel))
         schedule = RehashSchedule(self.rehash_interval, self.rehash_growth,
                                   *getattr(self, "_rehash_state", (None, None)))
-        flops = {"sparse": self._rehash_flops, "dense": 0}
-        active_sum = np.zeros(network.n_layers)
-        n_trained = 0
-        self._best_weights = None
-        sample_idx = np.arange(n_samples)
         # selection randomness: one draw per call, none for an all-dense network,
         # which then shuffles exactly as MLPClassifier does
         any_hashed = any(network.is_hashed(i) for i in range(network.n_layers))
-        seed_base = int(random_state.randint(0, 2**31 - 1)) if any_hashed else 0
-        n_batches = 0
+        seed = int(random_state.randint(0, 2**31 - 1)) if any_hashed else 0
+        run = TrainingRun(network, optimizer, kernel_input(X), Y, sample_weight, batch_size,
+                          self.alpha, schedule, seed, self._rehash_flops)
+        self._best_weights = None
+        sample_idx = np.arange(n_samples)
         try:
             self.n_iter_ = 0  # as MLPClassifier: epochs of this call only
             for _ in range(self.max_iter):
                 if self.shuffle:
                     sample_idx = shuffle(sample_idx, random_state=random_state)
-                epoch_loss = 0.0
-                l2_scale = 0.0
-                for batch_slice in gen_batches(n_samples, batch_size):
-                    rows = sample_idx[batch_slice].astype(np.int64)
-                    workspace.load_inputs(X_kernel, rows)
-                    weights_batch = sample_weight[rows]
-                    if weights_batch.sum() <= 0:
-                        continue
-                    seed = seed_base + 1000 * n_batches
-                    n_batches += 1
-                    batch_loss = train_batch(
-                        network, workspace, optimizer, len(rows), Y[rows], weights_batch,
-                        self.alpha, seed, flops,
-                    )
-                    epoch_loss += batch_loss * len(rows)
-                    l2_scale += len(rows) / float(weights_batch.sum())
-                    n_trained += len(rows)
-                    for i in range(network.n_layers):
-                        n_neurons = network.weights[i].shape[1]
-                        active_sum[i] += workspace.cnt[i + 1][: len(rows)].sum() / n_neurons
-                    if schedule.step():
-                        flops["sparse"] += network.rebuild_all_tables()
-
-                squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in network.weights)
+                self.loss_ = run.epoch(sample_idx)
                 self.n_iter_ += 1
-                self.loss_ = (epoch_loss + 0.5 * self.alpha * squared_norm * l2_scale) / n_samples
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
@@ -595,8 +567,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             network.rebuild_all_tables()
         self._best_weights = None
         self._rehash_state = (schedule.batches_left, schedule.interval)
-        self.flop_fraction_ = flops["sparse"] / max(flops["dense"], 1)
-        self.active_fraction_ = active_sum / max(1, n_trained)
+        self.flop_fraction_ = run.flop_fraction()
+        self.active_fraction_ = run.active_fraction()
 
     def _track_training_loss(self):
         if self.loss_curve_[-1] > self.best_loss_ - self.tol:

@@ -166,6 +166,58 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
     return loss
 
 
+class TrainingRun:
+    """The batch loop of one fit call: a workspace, the data, and running counts.
+
+    ``epoch(order)`` trains one pass over the rows in ``order`` and returns the
+    epoch loss as MLPClassifier reports it: the mean batch log loss plus the L2
+    penalty 0.5 * alpha * |W|^2 per batch (computed once, at the epoch's end).
+    """
+
+    def __init__(self, network, optimizer, X, Y, sample_weight, batch_size, alpha, schedule,
+                 seed, initial_flops=0):
+        self.network, self.optimizer, self.schedule = network, optimizer, schedule
+        self.X, self.Y, self.sample_weight = X, Y, sample_weight
+        self.batch_size, self.alpha = batch_size, alpha
+        self.workspace = Workspace(network, batch_size, input_width(X))
+        self.seed = seed
+        self.n_batches = 0
+        self.flops = {"sparse": initial_flops, "dense": 0}
+        self.active_sum = np.zeros(network.n_layers)
+        self.n_trained = 0
+
+    def epoch(self, order):
+        network, ws = self.network, self.workspace
+        loss_sum = 0.0
+        l2_batches = 0.0  # sum over batches of batch_size / sum(batch weights)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start: start + self.batch_size].astype(np.int64)
+            weights = self.sample_weight[rows]
+            if weights.sum() <= 0:
+                continue  # nothing to learn from an all-zero-weight batch
+            ws.load_inputs(self.X, rows)
+            # a distinct seed per batch, spread far apart for the per-layer offsets
+            seed = self.seed + 1000 * self.n_batches
+            self.n_batches += 1
+            loss = train_batch(network, ws, self.optimizer, len(rows), self.Y[rows], weights,
+                               self.alpha, seed, self.flops)
+            loss_sum += loss * len(rows)
+            l2_batches += len(rows) / float(weights.sum())
+            self.n_trained += len(rows)
+            for i in range(network.n_layers):
+                self.active_sum[i] += ws.cnt[i + 1][: len(rows)].sum() / network.weights[i].shape[1]
+            if self.schedule.step():
+                self.flops["sparse"] += network.rebuild_all_tables()
+        squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in network.weights)
+        return (loss_sum + 0.5 * self.alpha * squared_norm * l2_batches) / len(order)
+
+    def flop_fraction(self):
+        return self.flops["sparse"] / max(self.flops["dense"], 1)
+
+    def active_fraction(self):
+        return self.active_sum / max(1, self.n_trained)
+
+
 def kernel_input(X):
     """Training input in the one layout the kernels compile for."""
     if sp.issparse(X):
