@@ -1,5 +1,6 @@
 """HashMLPClassifier: scikit-learn's MLPClassifier, trained sparsely through LSH tables."""
 
+import os
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -36,10 +37,17 @@ _OPTIMIZER_PARAMS = (
 
 @contextmanager
 def _numba_threads(n_jobs):
-    """Run the block with ``n_jobs`` numba threads (None: all), then restore the count."""
+    """Run the block with ``n_jobs`` numba threads, then restore the previous count.
+
+    None means every core numba sees, unless OMP_NUM_THREADS says fewer: joblib's
+    worker processes (GridSearchCV(n_jobs=...)) set it to avoid oversubscription.
+    """
     available = numba.config.NUMBA_NUM_THREADS
     if n_jobs is None:
         n_threads = available
+        limit = os.environ.get("OMP_NUM_THREADS", "")
+        if limit.isdigit() and int(limit) > 0:
+            n_threads = min(available, int(limit))
     elif n_jobs < 0:
         n_threads = max(1, available + 1 + n_jobs)
     else:

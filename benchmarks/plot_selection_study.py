@@ -1,0 +1,43 @@
+"""Plot the accuracy / compute front from study_selection.py's JSON output.
+
+    python benchmarks/study_selection.py --out benchmarks/results/study_selection.json
+    python benchmarks/plot_selection_study.py benchmarks/results/study_selection.json docs/selection_front.png
+"""
+
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot(results, path):
+    configs = list(results)
+    fig, axes = plt.subplots(1, len(configs), figsize=(4.2 * len(configs), 4.2), squeeze=False)
+    for ax, config in zip(axes[0], configs):
+        rows = results[config]
+        dense = next(r for r in rows if r["strategy"].startswith("MLPClassifier"))
+        ax.axhline(dense["accuracy"], color="k", lw=1, ls="--", label="MLPClassifier (dense)")
+        ax.axhline(dense["accuracy"] - 0.01, color="k", lw=0.5, ls=":", label="dense - 1 point")
+        for r in rows:
+            if r is dense:
+                continue
+            ax.scatter(r["flop_fraction"], r["accuracy"], s=30)
+            ax.annotate(r["strategy"], (r["flop_fraction"], r["accuracy"]), fontsize=6,
+                        xytext=(3, 2), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("flop_fraction_ (log scale)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(config, fontsize=9)
+        low = min(r["accuracy"] for r in rows if not r["strategy"].startswith("random"))
+        ax.set_ylim(max(0.0, low - 0.05), 1.0)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as f:
+        plot(json.load(f), sys.argv[2])

@@ -1,0 +1,169 @@
+"""Compare HashMLPClassifier with scikit-learn's dense MLPClassifier on one dataset.
+
+Both models get the same hidden sizes, epochs, batch size, Adam learning rate and
+seed, and float32 data; the table shows test accuracy, fit and predict seconds,
+``flop_fraction_`` and the fit speed-up over the dense model. Kernels are
+compiled before anything is timed.
+
+Command line::
+
+    python -m sklearn_hashdl.compare                       # digits, ships with scikit-learn
+    python -m sklearn_hashdl.compare --dataset synthetic
+    python -m sklearn_hashdl.compare --npz ../shared/data/mnist/mnist.npz --hidden 1000,1000,1000
+    python -m sklearn_hashdl.compare --openml mnist_784    # needs a network
+
+Python::
+
+    from sklearn_hashdl.compare import compare, format_table, load_dataset
+    print(format_table(compare(*load_dataset("digits"))))
+"""
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+from sklearn.datasets import load_digits, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+
+from ._classifier import HashMLPClassifier
+
+
+def load_dataset(name="digits", npz=None, openml=None, max_train_rows=None, seed=0):
+    """Return float32 (X_train, y_train, X_test, y_test) for a named dataset.
+
+    ``npz`` is a file with keys X_train, y_train, X_test, y_test (uint8 pixels
+    are scaled to [0, 1]); ``openml`` a dataset name for ``fetch_openml``.
+    """
+    if npz is not None:
+        data = np.load(npz)
+        parts = [data[key] for key in ("X_train", "y_train", "X_test", "y_test")]
+        scale = 255.0 if parts[0].dtype == np.uint8 else 1.0
+        parts[0] = parts[0].astype(np.float32) / scale
+        parts[2] = parts[2].astype(np.float32) / scale
+    else:
+        if openml is not None:
+            from sklearn.datasets import fetch_openml
+
+            X, y = fetch_openml(openml, return_X_y=True, as_frame=False)
+            X = X.astype(np.float32)
+            X /= max(float(np.abs(X).max()), 1.0)
+        elif name == "digits":
+            X, y = load_digits(return_X_y=True)
+            X = X.astype(np.float32) / 16
+        elif name == "synthetic":
+            X, y = make_classification(n_samples=6000, n_features=100, n_informative=40,
+                                       n_classes=8, n_clusters_per_class=2, random_state=seed)
+            X = X.astype(np.float32)
+        else:
+            raise ValueError(f"unknown dataset {name!r}; use 'digits', 'synthetic', npz or openml")
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25,
+                                                            random_state=seed, stratify=y)
+        parts = [X_train, y_train, X_test, y_test]
+    if max_train_rows is not None:
+        parts[0], parts[1] = parts[0][:max_train_rows], parts[1][:max_train_rows]
+    return tuple(parts)
+
+
+def _timed(function, *args):
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = function(*args)
+    return result, time.perf_counter() - start
+
+
+def warm_up():
+    """Compile (or load from the on-disk cache) the kernels before timing."""
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(200, 10).astype(np.float32), rng.randint(0, 3, 200)
+    for selection in ("lsh", "exact"):
+        _timed(HashMLPClassifier((40,), max_iter=1, sparsity=0.2, selection=selection).fit, X, y)
+
+
+def compare(X_train, y_train, X_test, y_test, hidden_layer_sizes=(1000,), K=6, L=10,
+            sparsity=0.05, epochs=20, batch_size=128, learning_rate_init=1e-3, random_state=0,
+            n_jobs=None, **hash_params):
+    """Fit both models and return one dict per model (dense first).
+
+    Keys: model, accuracy, fit_seconds, predict_seconds, flop_fraction, speedup
+    (dense fit seconds / this model's fit seconds). Extra keyword arguments go to
+    HashMLPClassifier (e.g. selection='exact').
+    """
+    warm_up()
+    common = dict(hidden_layer_sizes=hidden_layer_sizes, max_iter=epochs, batch_size=batch_size,
+                  learning_rate_init=learning_rate_init, random_state=random_state,
+                  solver="adam", tol=0.0, n_iter_no_change=epochs + 1)
+    models = [
+        ("MLPClassifier", MLPClassifier(**common)),
+        ("HashMLPClassifier", HashMLPClassifier(K=K, L=L, sparsity=sparsity, n_jobs=n_jobs,
+                                                **common, **hash_params)),
+    ]
+    rows = []
+    for name, model in models:
+        _, fit_seconds = _timed(model.fit, X_train, y_train)
+        predictions, predict_seconds = _timed(model.predict, X_test)
+        rows.append(dict(
+            model=name, accuracy=float(np.mean(predictions == y_test)), fit_seconds=fit_seconds,
+            predict_seconds=predict_seconds,
+            flop_fraction=float(getattr(model, "flop_fraction_", 1.0)),
+        ))
+    for row in rows:
+        row["speedup"] = rows[0]["fit_seconds"] / row["fit_seconds"]
+    return rows
+
+
+def format_table(rows):
+    """A plain-text table of compare()'s rows."""
+    header = (f"{'model':22s} {'accuracy':>8s} {'fit s':>8s} {'predict s':>9s} "
+              f"{'flop_fraction':>13s} {'fit speed-up':>12s}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['model']:22s} {r['accuracy']:8.4f} {r['fit_seconds']:8.2f} "
+                     f"{r['predict_seconds']:9.3f} {r['flop_fraction']:13.4f} {r['speedup']:11.2f}x")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m sklearn_hashdl.compare",
+        description="Compare HashMLPClassifier with a dense MLPClassifier.")
+    parser.add_argument("--dataset", default="digits", choices=["digits", "synthetic"])
+    parser.add_argument("--npz", help="npz file with X_train, y_train, X_test, y_test")
+    parser.add_argument("--openml", help="an OpenML dataset name (needs a network)")
+    parser.add_argument("--hidden", default="1000", help="hidden sizes, e.g. 1000,1000,1000")
+    parser.add_argument("--K", type=int, default=6, help="hash bits per table")
+    parser.add_argument("--L", type=int, default=10, help="hash tables per layer")
+    parser.add_argument("--sparsity", type=float, default=0.05)
+    parser.add_argument("--selection", default=None,
+                        help="lsh, lsh_rerank, exact or random (default: the estimator's)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-train-rows", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    X_train, y_train, X_test, y_test = load_dataset(
+        args.dataset, npz=args.npz, openml=args.openml, max_train_rows=args.max_train_rows,
+        seed=args.seed)
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    extra = {} if args.selection is None else {"selection": args.selection}
+    source = args.npz or args.openml or args.dataset
+    print(f"dataset {source}: train {X_train.shape}, test {X_test.shape}, "
+          f"{len(np.unique(y_train))} classes")
+    print(f"hidden {hidden}, sparsity {args.sparsity}, K={args.K}, L={args.L}, "
+          f"{args.epochs} epochs, batch {args.batch_size}, Adam lr {args.learning_rate}, "
+          f"seed {args.seed} (kernels compiled before timing)\n")
+    rows = compare(X_train, y_train, X_test, y_test, hidden_layer_sizes=hidden, K=args.K,
+                   L=args.L, sparsity=args.sparsity, epochs=args.epochs,
+                   batch_size=args.batch_size, learning_rate_init=args.learning_rate,
+                   random_state=args.seed, **extra)
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
