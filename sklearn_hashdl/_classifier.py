@@ -24,7 +24,7 @@ from sklearn.utils.validation import (
 )
 
 from ._inference import as_float32_input, output_probabilities, predict_logits
-from ._lsh import SELECTION_MODES, RehashSchedule
+from ._lsh import SELECT_LSH, SELECT_RANDOM, SELECTION_MODES, RehashSchedule
 from ._network import Network, active_counts, glorot_init
 from ._optim import SparseOptimizer
 from ._train import TrainingRun, kernel_input
@@ -35,12 +35,18 @@ _OPTIMIZER_PARAMS = (
 )
 
 
-@contextmanager
-def _numba_threads(n_jobs):
-    """Run the block with ``n_jobs`` numba threads, then restore the previous count.
+# Below this many multiply-adds per batch, one thread is faster: every parallel
+# region costs a fork/join, and on a busy machine a descheduled worker stalls it.
+_SERIAL_WORK_PER_BATCH = 2_000_000
 
-    None means every core numba sees, unless OMP_NUM_THREADS says fewer: joblib's
-    worker processes (GridSearchCV(n_jobs=...)) set it to avoid oversubscription.
+
+@contextmanager
+def _numba_threads(n_jobs, work_per_batch):
+    """Run the block with the threads ``n_jobs`` asks for, then restore the count.
+
+    None means every core numba sees, unless OMP_NUM_THREADS says fewer (joblib's
+    workers, e.g. under GridSearchCV(n_jobs=...), set it to avoid
+    oversubscription), and a single thread for small batches.
     """
     available = numba.config.NUMBA_NUM_THREADS
     if n_jobs is None:
@@ -48,6 +54,8 @@ def _numba_threads(n_jobs):
         limit = os.environ.get("OMP_NUM_THREADS", "")
         if limit.isdigit() and int(limit) > 0:
             n_threads = min(available, int(limit))
+        if work_per_batch < _SERIAL_WORK_PER_BATCH:
+            n_threads = 1
     elif n_jobs < 0:
         n_threads = max(1, available + 1 + n_jobs)
     else:
@@ -136,8 +144,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         'topk' keeps each hidden layer's ``ceil(sparsity * n)`` largest
         activations per row, computed exactly and densely; 'dense' keeps all.
     n_jobs : int or None, default=None
-        Threads for training kernels; None or -1 uses every core numba sees.
-        Results do not depend on it.
+        Threads for the training kernels. None uses every core numba sees (capped
+        by OMP_NUM_THREADS when set), or one thread when a batch is too small for
+        threads to pay; -1 uses every core. Results do not depend on it.
 
     Attributes
     ----------
@@ -396,7 +405,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         # optimizer; partial_fit continues the previous one
         optimizer = self._load_optimizer(network, reset=not incremental)
 
-        with _numba_threads(self.n_jobs):
+        with _numba_threads(self.n_jobs, _work_per_batch(network, X, self.batch_size)):
             self._fit_stochastic(network, optimizer, X, Y, sample_weight, random_state, incremental)
 
         if not all(np.isfinite(W).all() and np.isfinite(b).all()
@@ -641,3 +650,23 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_label = True
         tags.input_tags.sparse = True
         return tags
+
+
+def _work_per_batch(network, X, batch_size):
+    """Rough multiply-adds of one training batch, to decide whether threads pay."""
+    n_rows = X.shape[0]
+    batch = min(200, n_rows) if batch_size == "auto" else min(batch_size, n_rows)
+    nnz = X.nnz if sp.issparse(X) else X.size
+    width = nnz / max(1, n_rows)
+    work = 0.0
+    for i in range(network.n_layers):
+        n_out = network.weights[i].shape[1]
+        if not network.is_hashed(i) or network.selection == SELECT_RANDOM:
+            selection = 0
+        elif network.selection == SELECT_LSH:
+            selection = network.K * network.L
+        else:
+            selection = n_out  # exact scoring of (up to) every neuron
+        work += width * (3 * network.n_active[i] + selection)
+        width = network.n_active[i]
+    return batch * work

@@ -1,0 +1,58 @@
+"""The comparison tool, the recall diagnostic and the shared-data benchmarks."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sklearn_hashdl import HashMLPClassifier
+from sklearn_hashdl._diagnostics import selection_recall
+from sklearn_hashdl.compare import compare, format_table, load_dataset, main
+
+MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
+
+
+def test_compare_trains_both_models_on_digits():
+    X_train, y_train, X_test, y_test = load_dataset("digits")
+    assert X_train.dtype == np.float32 and X_train.max() <= 1.0
+    rows = compare(X_train[:400], y_train[:400], X_test, y_test, hidden_layer_sizes=(64,),
+                   sparsity=0.25, K=3, L=8, epochs=10, batch_size=32)
+    assert [r["model"] for r in rows] == ["MLPClassifier", "HashMLPClassifier"]
+    assert rows[0]["flop_fraction"] == 1.0 and 0 < rows[1]["flop_fraction"] < 1
+    assert all(0.3 < r["accuracy"] <= 1 for r in rows)  # chance is 0.1
+    assert rows[0]["speedup"] == 1.0
+    table = format_table(rows)
+    assert "HashMLPClassifier" in table and "flop_fraction" in table
+
+
+def test_compare_command_line(capsys):
+    assert main(["--dataset", "synthetic", "--hidden", "32", "--epochs", "1",
+                 "--sparsity", "0.25", "--K", "3", "--max-train-rows", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "MLPClassifier" in out and "train (500, 100)" in out
+
+
+def test_selection_recall_brackets_the_references():
+    X_train, y_train, X_test, _ = load_dataset("digits")
+    recalls = {}
+    for selection in ("exact", "random", "lsh_rerank"):
+        model = HashMLPClassifier((200,), sparsity=0.1, max_iter=3, random_state=0, K=3,
+                                  selection=selection).fit(X_train, y_train)
+        recalls[selection] = selection_recall(model, X_test)[0]
+    assert recalls["exact"] == 1.0
+    assert recalls["random"] < 0.25  # about the active fraction, 0.1
+    assert recalls["random"] < recalls["lsh_rerank"] <= 1.0
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
+def test_bench_mnist_runs_short_on_real_data(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mnist.py"
+    spec = importlib.util.spec_from_file_location("bench_mnist", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--train-rows", "1500", "--epochs", "1",
+                       "--configs", "dense-1x1000,hash-1x1000-0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "hash-1x1000-0.05" in out and "train (1500, 784)" in out
