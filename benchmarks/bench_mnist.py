@@ -21,7 +21,7 @@ from pathlib import Path
 from sklearn.neural_network import MLPClassifier
 
 from sklearn_hashdl import HashMLPClassifier
-from sklearn_hashdl.compare import _timed, load_dataset, warm_up
+from sklearn_hashdl.compare import timed, load_dataset, warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 
@@ -46,7 +46,7 @@ def run(config_names, data, epochs, seed, hash_params):
             model = MLPClassifier(**common)
         else:
             model = HashMLPClassifier(sparsity=sparsity, **common, **hash_params)
-        _, seconds = _timed(model.fit, X_train, y_train)
+        _, seconds = timed(model.fit, X_train, y_train)
         accuracy = model.score(X_test, y_test)
         if kind == "dense":
             dense_seconds[hidden] = seconds

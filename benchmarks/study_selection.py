@@ -16,16 +16,14 @@ Fit times are from one run on a shared machine: compare them within a table.
 
 import argparse
 import json
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
 from sklearn_hashdl import HashMLPClassifier
 from sklearn_hashdl._diagnostics import selection_recall
+from sklearn_hashdl.compare import timed, load_dataset, warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 
@@ -54,32 +52,17 @@ def parse_config(text):
     return (int(width),) * int(depth), float(sparsity)
 
 
-def load_mnist(path, train_rows):
-    data = np.load(path)
-    X_train = data["X_train"][:train_rows].astype(np.float32) / 255
-    X_test = data["X_test"].astype(np.float32) / 255
-    return X_train, data["y_train"][:train_rows], X_test, data["y_test"]
-
-
-def timed_fit(model, X, y):
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X, y)
-    return time.perf_counter() - start
-
-
 def run_config(hidden, sparsity, strategies, data, epochs, seed):
     X_train, y_train, X_test, y_test = data
     common = dict(hidden_layer_sizes=hidden, max_iter=epochs, batch_size=128,
                   learning_rate_init=1e-3, random_state=seed, tol=0.0, n_iter_no_change=epochs + 1)
     dense = MLPClassifier(**common)
-    rows = [dict(strategy="MLPClassifier (dense)", accuracy=None, flop_fraction=1.0, recall=1.0,
-                 fit_seconds=timed_fit(dense, X_train, y_train))]
-    rows[0]["accuracy"] = dense.score(X_test, y_test)
+    _, seconds = timed(dense.fit, X_train, y_train)
+    rows = [dict(strategy="MLPClassifier (dense)", accuracy=dense.score(X_test, y_test),
+                 flop_fraction=1.0, recall=1.0, fit_seconds=seconds)]
     for name in strategies:
         model = HashMLPClassifier(sparsity=sparsity, **common, **STRATEGIES[name])
-        seconds = timed_fit(model, X_train, y_train)
+        _, seconds = timed(model.fit, X_train, y_train)
         rows.append(dict(
             strategy=name, accuracy=model.score(X_test, y_test),
             flop_fraction=model.flop_fraction_, fit_seconds=seconds,
@@ -96,16 +79,6 @@ def format_rows(rows):
         lines.append(f"{r['strategy']:28s} {r['accuracy']:8.4f} {r['flop_fraction']:9.4f} "
                      f"{r['fit_seconds']:7.1f} {r['recall']:12.3f}")
     return "\n".join(lines)
-
-
-def warm_up():
-    """Compile the kernels before anything is timed."""
-    rng = np.random.RandomState(0)
-    X, y = rng.rand(300, 20).astype(np.float32), rng.randint(0, 3, 300)
-    for selection in ("lsh", "lsh_rerank", "exact", "random"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            HashMLPClassifier((64, 64), max_iter=1, selection=selection).fit(X, y)
 
 
 def main(argv=None):
@@ -127,7 +100,7 @@ def main(argv=None):
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         parser.error(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
-    data = load_mnist(args.data, args.train_rows)
+    data = load_dataset(npz=args.data, max_train_rows=args.train_rows)
     print(f"MNIST: {len(data[0])} training rows, {len(data[2])} test rows, {args.epochs} epochs, "
           f"batch 128, Adam 1e-3, seed {args.seed}; kernels compiled before timing")
     warm_up()

@@ -67,7 +67,8 @@ def load_dataset(name="digits", npz=None, openml=None, max_train_rows=None, seed
     return tuple(parts)
 
 
-def _timed(function, *args):
+def timed(function, *args):
+    """Call function(*args) with ConvergenceWarning silenced; return (result, seconds)."""
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -80,7 +81,7 @@ def warm_up():
     rng = np.random.RandomState(0)
     X, y = rng.rand(200, 10).astype(np.float32), rng.randint(0, 3, 200)
     for selection in ("lsh", "exact"):
-        _timed(HashMLPClassifier((40,), max_iter=1, sparsity=0.2, selection=selection).fit, X, y)
+        timed(HashMLPClassifier((40,), max_iter=1, sparsity=0.2, selection=selection).fit, X, y)
 
 
 def compare(X_train, y_train, X_test, y_test, hidden_layer_sizes=(1000,), K=6, L=10,
@@ -103,8 +104,8 @@ def compare(X_train, y_train, X_test, y_test, hidden_layer_sizes=(1000,), K=6, L
     ]
     rows = []
     for name, model in models:
-        _, fit_seconds = _timed(model.fit, X_train, y_train)
-        predictions, predict_seconds = _timed(model.predict, X_test)
+        _, fit_seconds = timed(model.fit, X_train, y_train)
+        predictions, predict_seconds = timed(model.predict, X_test)
         rows.append(dict(
             model=name, accuracy=float(np.mean(predictions == y_test)), fit_seconds=fit_seconds,
             predict_seconds=predict_seconds,

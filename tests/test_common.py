@@ -3,7 +3,6 @@
 EXPECTED_FAILED_CHECKS lists every check we expect to fail, with the reason.
 """
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_hashdl import HashMLPClassifier
