@@ -24,10 +24,22 @@ from sklearn.utils.validation import (
 )
 
 from ._inference import as_float32_input, output_probabilities, predict_logits
-from ._lsh import SELECT_LSH, SELECT_RANDOM, SELECTION_MODES, RehashSchedule
+from ._lsh import (
+    SELECT_EXACT,
+    SELECT_LSH,
+    SELECT_LSH_RERANK,
+    SELECT_RANDOM,
+    SELECTION_MODES,
+    RehashSchedule,
+)
 from ._network import Network, active_counts, glorot_init
 from ._optim import SparseOptimizer
 from ._train import TrainingRun, kernel_input
+
+# selection='auto': layers up to this width score every neuron exactly (a few
+# contiguous AXPYs per active input), wider ones retrieve candidates from the
+# hash tables first. Chosen from benchmarks/bench_speed.py and study_selection.py.
+AUTO_EXACT_MAX_WIDTH = 4096
 
 _OPTIMIZER_PARAMS = (
     "solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
@@ -190,7 +202,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         "L": [Interval(Integral, 1, None, closed="left")],
         "sparsity": [Interval(Real, 0, 1, closed="right")],
         "hash_function": [StrOptions({"srp", "srp_mips"})],
-        "selection": [StrOptions(set(SELECTION_MODES))],
+        "selection": [StrOptions(set(SELECTION_MODES) | {"auto"})],
         "rerank_factor": [Interval(Real, 1, None, closed="left")],
         "n_probes": [Interval(Integral, 1, None, closed="left")],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
@@ -455,7 +467,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         network = Network(
             weights, biases, n_active, self.activation,
             softmax=self.out_activation_ == "softmax", K=self.K, L=self.L,
-            mips=self.hash_function == "srp_mips", selection=SELECTION_MODES[self.selection],
+            mips=self.hash_function == "srp_mips",
+            selection=[self._selection_mode(n) for n in layer_sizes[1:]],
             rerank_factor=self.rerank_factor, n_probes=self.n_probes,
             hyperplanes=[None] * n_layers, offsets=[None] * n_layers, neuron_ids=[None] * n_layers,
         )
@@ -474,6 +487,12 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                 network.hash_tables_for(i, random_state)
                 self._rehash_flops += network.rebuild_tables(i)
         return network
+
+    def _selection_mode(self, n_neurons):
+        """The selection kernel mode for a layer of n_neurons ('auto' decides by width)."""
+        if self.selection != "auto":
+            return SELECTION_MODES[self.selection]
+        return SELECT_EXACT if n_neurons <= AUTO_EXACT_MAX_WIDTH else SELECT_LSH_RERANK
 
     def _load_optimizer(self, network, reset):
         params = {name: getattr(self, name) for name in _OPTIMIZER_PARAMS}
@@ -661,9 +680,9 @@ def _work_per_batch(network, X, batch_size):
     work = 0.0
     for i in range(network.n_layers):
         n_out = network.weights[i].shape[1]
-        if not network.is_hashed(i) or network.selection == SELECT_RANDOM:
+        if not network.is_hashed(i) or network.selection[i] == SELECT_RANDOM:
             selection = 0
-        elif network.selection == SELECT_LSH:
+        elif network.selection[i] == SELECT_LSH:
             selection = network.K * network.L
         else:
             selection = n_out  # exact scoring of (up to) every neuron

@@ -37,7 +37,7 @@ def selection_recall(estimator, X, max_rows=1024, seed=0):
         out_ids, out_vals, out_cnt = ws.ids[i + 1], ws.vals[i + 1], ws.cnt[i + 1]
         if network.is_hashed(i):
             exact = _select(network, ws, i, _lsh.SELECT_EXACT, seed).copy()
-            chosen = _select(network, ws, i, network.selection, seed)
+            chosen = _select(network, ws, i, network.selection[i], seed)
             k = network.n_active[i]
             hits = [len(np.intersect1d(exact[s, :k], chosen[s, : out_cnt[s]])) for s in range(n_rows)]
             recalls[i] = np.mean(hits) / k

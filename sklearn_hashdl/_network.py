@@ -33,7 +33,7 @@ class Network:
     """
 
     def __init__(self, weights, biases, n_active, activation, softmax, K, L, mips,
-                 hyperplanes, offsets, neuron_ids, selection=_lsh.SELECT_LSH, rerank_factor=4.0,
+                 hyperplanes, offsets, neuron_ids, selection=None, rerank_factor=4.0,
                  n_probes=1):
         self.weights = weights
         self.biases = biases
@@ -45,7 +45,11 @@ class Network:
         self.hyperplanes = hyperplanes
         self.offsets = offsets
         self.neuron_ids = neuron_ids
-        self.selection = selection
+        # one selection mode per layer (see _lsh.SELECTION_MODES)
+        if selection is None or np.isscalar(selection):
+            mode = _lsh.SELECT_LSH if selection is None else selection
+            selection = [mode] * len(weights)
+        self.selection = list(selection)
         self.rerank_factor = rerank_factor
         self.n_probes = n_probes
 
@@ -66,7 +70,7 @@ class Network:
 
     def rebuild_tables(self, i):
         """Rehash every neuron of layer i; returns the multiply-adds spent."""
-        if self.selection in (_lsh.SELECT_EXACT, _lsh.SELECT_RANDOM):
+        if self.selection[i] in (_lsh.SELECT_EXACT, _lsh.SELECT_RANDOM):
             return 0  # these references never read the tables
         W, b = self.weights[i], self.biases[i]
         codes = _lsh.neuron_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips)

@@ -5,6 +5,8 @@ batch). ``train_batch`` runs the kernels layer by layer and counts the
 multiply-adds done against those of dense training of the same network.
 """
 
+import time
+from collections import defaultdict
 from typing import NamedTuple
 
 import numba
@@ -12,6 +14,35 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _kernels, _lsh
+
+
+class PhaseTimer:
+    """Wall time per training phase, for benchmarks (see ``profile_phases``)."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+        self._last = time.perf_counter()
+
+    def start(self):
+        self._last = time.perf_counter()
+
+    def mark(self, phase):
+        now = time.perf_counter()
+        self.seconds[phase] += now - self._last
+        self._last = now
+
+
+class _NoTimer:
+    def start(self):
+        pass
+
+    def mark(self, phase):
+        pass
+
+
+# Set to a PhaseTimer to record where training time goes (benchmarks only).
+# Marks separate kernel calls only; they add a few microseconds per batch.
+phase_timer = None
 
 
 class SparseRows(NamedTuple):
@@ -99,11 +130,13 @@ def input_width(X):
     return max(1, X.shape[1])
 
 
-def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, flops):
+def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, flops,
+                timer=_NoTimer()):
     """One step of sparse training on the batch already loaded in ``ws`` level 0.
 
     Returns the batch's weighted mean log loss (without the L2 term); adds the
-    multiply-adds done and those of dense training to ``flops`` ('sparse', 'dense').
+    multiply-adds done and those of dense training to ``flops`` ('sparse', 'dense');
+    ``timer`` is marked after each phase.
     """
     B = n_rows
     n_layers = network.n_layers
@@ -116,7 +149,7 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
         out_ids, out_vals, out_cnt = levels[i + 1]
         if network.is_hashed(i):
             _lsh.select_active(
-                network.selection, in_ids, in_vals, in_cnt, W, b, network.hyperplanes[i],
+                network.selection[i], in_ids, in_vals, in_cnt, W, b, network.hyperplanes[i],
                 W.shape[0], network.K, network.L, network.offsets[i], network.neuron_ids[i],
                 network.n_active[i], network.rerank_pool(i), network.n_probes, np.uint64(seed + i),
                 out_ids, out_cnt,
@@ -124,9 +157,11 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
                 ws.scores, ws.cand_scores,
             )
             flops["sparse"] += int(ws.select_cost[:B].sum())
+            timer.mark("select (hash, query, score)")
         is_output = i == n_layers - 1
         activation = 0 if is_output else network.activation_code
         _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals)
+        timer.mark("forward")
 
     out_delta = ws.delta[n_layers][:B]
     _kernels.output_loss_and_delta(
@@ -134,6 +169,7 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
         network.softmax, out_delta, ws.loss[:B],
     )
     loss = float(np.dot(ws.loss[:B], sample_weight)) / weight_sum
+    timer.mark("loss")
 
     for i in range(n_layers - 1, 0, -1):
         in_ids, in_vals, in_cnt = levels[i]
@@ -142,6 +178,7 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
             network.weights[i], in_ids, in_vals, in_cnt, out_ids, out_cnt,
             ws.delta[i + 1][:B], network.activation_code, ws.delta[i][:B],
         )
+    timer.mark("backward")
 
     step_size = optimizer.begin_batch()
     l2 = alpha / weight_sum
@@ -156,6 +193,7 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
         index = (ws.touched, n_touched, ws.row_start, ws.row_sample, ws.row_pos)
         optimizer.update_layer(i, W, b, step_size, l2, index, in_vals, (out_ids, out_cnt),
                                ws.delta[i + 1][:B], scratch)
+    timer.mark("update")
 
     for i in range(n_layers):
         pairs = int(np.dot(levels[i + 1][2].astype(np.int64), levels[i][2]))
@@ -163,6 +201,7 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
         passes = 3 if i > 0 else 2  # forward, weight gradient, and input deltas past layer 0
         flops["sparse"] += passes * pairs
         flops["dense"] += passes * dense_pairs
+    timer.mark("bookkeeping")
     return loss
 
 
@@ -185,6 +224,7 @@ class TrainingRun:
         self.flops = {"sparse": initial_flops, "dense": 0}
         self.active_sum = np.zeros(network.n_layers)
         self.n_trained = 0
+        self.timer = phase_timer if phase_timer is not None else _NoTimer()
 
     def epoch(self, order):
         network, ws = self.network, self.workspace
@@ -195,12 +235,14 @@ class TrainingRun:
             weights = self.sample_weight[rows]
             if weights.sum() <= 0:
                 continue  # nothing to learn from an all-zero-weight batch
+            self.timer.start()
             ws.load_inputs(self.X, rows)
+            self.timer.mark("load batch")
             # a distinct seed per batch, spread far apart for the per-layer offsets
             seed = self.seed + 1000 * self.n_batches
             self.n_batches += 1
             loss = train_batch(network, ws, self.optimizer, len(rows), self.Y[rows], weights,
-                               self.alpha, seed, self.flops)
+                               self.alpha, seed, self.flops, self.timer)
             loss_sum += loss * len(rows)
             l2_batches += len(rows) / float(weights.sum())
             self.n_trained += len(rows)
@@ -208,6 +250,7 @@ class TrainingRun:
                 self.active_sum[i] += ws.cnt[i + 1][: len(rows)].sum() / network.weights[i].shape[1]
             if self.schedule.step():
                 self.flops["sparse"] += network.rebuild_all_tables()
+            self.timer.mark("rehash and batch loop")
         squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in network.weights)
         return (loss_sum + 0.5 * self.alpha * squared_norm * l2_batches) / len(order)
 
