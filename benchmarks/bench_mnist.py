@@ -10,7 +10,7 @@ from this run. Kernels are compiled before anything is timed.
 
     python benchmarks/bench_mnist.py                          # full: 60k rows, 10 epochs
     python benchmarks/bench_mnist.py --train-rows 10000 --epochs 2
-    python benchmarks/bench_mnist.py --selection exact        # any HashMLPClassifier option
+    python benchmarks/bench_mnist.py --selection auto,lsh     # one hash row per selection
 """
 
 import argparse
@@ -34,7 +34,7 @@ CONFIGS = {
 }
 
 
-def run(config_names, data, epochs, seed, hash_params):
+def run(config_names, data, epochs, seed, selections, hash_params):
     X_train, y_train, X_test, y_test = data
     rows, dense_seconds = [], {}
     for name in config_names:
@@ -43,26 +43,31 @@ def run(config_names, data, epochs, seed, hash_params):
                       learning_rate_init=1e-3, random_state=seed, tol=0.0,
                       n_iter_no_change=epochs + 1)
         if kind == "dense":
-            model = MLPClassifier(**common)
+            models = [(name, MLPClassifier(**common))]
         else:
-            model = HashMLPClassifier(sparsity=sparsity, **common, **hash_params)
-        _, seconds = timed(model.fit, X_train, y_train)
-        accuracy = model.score(X_test, y_test)
-        if kind == "dense":
-            dense_seconds[hidden] = seconds
-        rows.append(dict(config=name, accuracy=accuracy, fit_seconds=seconds,
-                         flop_fraction=float(getattr(model, "flop_fraction_", 1.0)),
-                         speedup=dense_seconds[hidden] / seconds if hidden in dense_seconds else None))
-        print(f"  done: {name}", flush=True)
+            models = [(f"{name} {selection}",
+                       HashMLPClassifier(sparsity=sparsity, selection=selection, **common,
+                                         **hash_params))
+                      for selection in selections]
+        for label, model in models:
+            _, seconds = timed(model.fit, X_train, y_train)
+            accuracy = model.score(X_test, y_test)
+            if kind == "dense":
+                dense_seconds[hidden] = seconds
+            rows.append(dict(config=label, accuracy=accuracy, fit_seconds=seconds,
+                             flop_fraction=float(getattr(model, "flop_fraction_", 1.0)),
+                             speedup=dense_seconds[hidden] / seconds if hidden in dense_seconds
+                             else None))
+            print(f"  done: {label}", flush=True)
     return rows
 
 
 def format_rows(rows):
-    header = f"{'config':18s} {'accuracy':>8s} {'fit s':>8s} {'dense/hash time':>15s} {'flop_fraction':>13s}"
+    header = f"{'config':28s} {'accuracy':>8s} {'fit s':>8s} {'dense/hash time':>15s} {'flop_fraction':>13s}"
     lines = [header, "-" * len(header)]
     for r in rows:
         ratio = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
-        lines.append(f"{r['config']:18s} {r['accuracy']:8.4f} {r['fit_seconds']:8.1f} "
+        lines.append(f"{r['config']:28s} {r['accuracy']:8.4f} {r['fit_seconds']:8.1f} "
                      f"{ratio:>15s} {r['flop_fraction']:13.4f}")
     return "\n".join(lines)
 
@@ -75,7 +80,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated subset of {list(CONFIGS)}")
-    parser.add_argument("--selection", help="HashMLPClassifier selection (default: its default)")
+    parser.add_argument("--selection", default="auto",
+                        help="comma-separated HashMLPClassifier selections, one row each")
     parser.add_argument("--K", type=int)
     parser.add_argument("--L", type=int)
     parser.add_argument("--out", help="also write the rows as JSON here")
@@ -87,14 +93,14 @@ def main(argv=None):
     unknown = [c for c in names if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configs {unknown}")
-    hash_params = {k: v for k, v in (("selection", args.selection), ("K", args.K), ("L", args.L))
-                   if v is not None}
+    hash_params = {k: v for k, v in (("K", args.K), ("L", args.L)) if v is not None}
+    selections = [s.strip() for s in args.selection.split(",")]
     data = load_dataset(npz=args.data, max_train_rows=args.train_rows, seed=args.seed)
     print(f"MNIST: train {data[0].shape}, test {data[2].shape}, {args.epochs} epochs, batch 128, "
-          f"Adam 1e-3, seed {args.seed}, HashMLPClassifier options {hash_params or 'defaults'}; "
+          f"Adam 1e-3, seed {args.seed}, selections {selections}, options {hash_params or 'defaults'}; "
           "kernels compiled before timing", flush=True)
     warm_up()
-    rows = run(names, data, args.epochs, args.seed, hash_params)
+    rows = run(names, data, args.epochs, args.seed, selections, hash_params)
     print(format_rows(rows))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))

@@ -135,13 +135,16 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     hash_function : {'srp', 'srp_mips'}, default='srp'
         Signed random projections of ``[w, b]`` against ``[x, 1]`` (cosine), or
         with the asymmetric MIPS transform applied to the neurons first.
-    selection : {'lsh', 'lsh_rerank', 'exact', 'random'}, default='lsh'
-        How a hashed layer picks its active neurons. 'lsh': the neurons returned
-        by most of the L tables. 'lsh_rerank': the retrieved neurons with the
-        largest exact pre-activation (costs one dot product per retrieved
-        neuron). 'exact': the true top-k of all neurons (a reference: it costs
-        a dense forward pass of the layer's sparse input). 'random': random
-        neurons (a reference).
+    selection : {'auto', 'lsh', 'lsh_rerank', 'exact', 'random'}, default='auto'
+        How a sparse layer picks its active neurons. 'lsh': the neurons
+        returned by most of the L tables (the paper's method). 'lsh_rerank':
+        the retrieved neurons with the largest exact pre-activation (one dot
+        product over the active inputs per retrieved neuron). 'exact': the
+        true top-k of all neurons, scored with a few AXPYs over the active
+        inputs' weight rows (n * nnz(input) multiply-adds). 'random': random
+        neurons (a reference). 'auto': 'exact' for layers of up to
+        AUTO_EXACT_MAX_WIDTH neurons, where it measured both more accurate and
+        faster than hashing, 'lsh_rerank' for wider ones.
     rerank_factor : float >= 1, default=4.0
         With 'lsh_rerank', at most ``rerank_factor * k`` retrieved neurons (those
         with most collisions) are scored exactly.
@@ -240,7 +243,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         L=10,
         sparsity=0.05,
         hash_function="srp",
-        selection="lsh",
+        selection="auto",
         rerank_factor=4.0,
         n_probes=1,
         rehash_interval=50,

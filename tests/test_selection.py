@@ -119,3 +119,13 @@ def test_multiprobe_reads_neighbouring_buckets():
     Z = X @ net.weights[0] + net.biases[0]
     for s in range(BATCH):
         assert Z[s, multi[s]].max() >= Z[s, single[s]].max() - 1e-6 or len(single[s]) < K_ACTIVE
+
+
+def test_auto_selection_depends_on_layer_width():
+    from sklearn_hashdl import HashMLPClassifier
+    from sklearn_hashdl._classifier import AUTO_EXACT_MAX_WIDTH
+
+    model = HashMLPClassifier(selection="auto")
+    assert model._selection_mode(AUTO_EXACT_MAX_WIDTH) == _lsh.SELECT_EXACT
+    assert model._selection_mode(AUTO_EXACT_MAX_WIDTH + 1) == _lsh.SELECT_LSH_RERANK
+    assert HashMLPClassifier(selection="lsh")._selection_mode(10) == _lsh.SELECT_LSH
