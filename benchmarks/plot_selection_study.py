@@ -11,12 +11,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 
 def plot(results, path):
     configs = list(results)
-    fig, axes = plt.subplots(1, len(configs), figsize=(4.2 * len(configs), 4.2), squeeze=False)
-    for ax, config in zip(axes[0], configs):
+    n_cols = 2
+    n_rows = (len(configs) + 1) // n_cols
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(6 * n_cols, 4.6 * n_rows), squeeze=False)
+    for ax, config in zip(axes.ravel(), configs):
         rows = results[config]
         dense = next(r for r in rows if r["strategy"].startswith("MLPClassifier"))
         ax.axhline(dense["accuracy"], color="k", lw=1, ls="--", label="MLPClassifier (dense)")
@@ -28,6 +31,7 @@ def plot(results, path):
             ax.annotate(r["strategy"], (r["flop_fraction"], r["accuracy"]), fontsize=6,
                         xytext=(3, 2), textcoords="offset points")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("flop_fraction_ (log scale)")
         ax.set_ylabel("test accuracy")
         ax.set_title(config, fontsize=9)

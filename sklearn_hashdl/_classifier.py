@@ -39,7 +39,7 @@ from ._train import TrainingRun, kernel_input
 # selection='auto': layers up to this width score every neuron exactly (a few
 # contiguous AXPYs per active input), wider ones retrieve candidates from the
 # hash tables first. Chosen from benchmarks/bench_speed.py and study_selection.py.
-AUTO_EXACT_MAX_WIDTH = 4096
+AUTO_EXACT_MAX_WIDTH = 16384
 
 _OPTIMIZER_PARAMS = (
     "solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
@@ -335,9 +335,11 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         """Run a fitting method; if it fails, restore the model as it was.
 
         Fitting replaces arrays and never writes into a fitted model's arrays, so
-        restoring the attribute dict undoes a failed call completely.
+        restoring the attribute dict undoes a failed call completely; the lists
+        that training appends to (loss_curve_, validation_scores_) are copied.
         """
-        saved = self.__dict__.copy()
+        saved = {name: list(value) if isinstance(value, list) else value
+                 for name, value in self.__dict__.items()}
         try:
             return method(*args)
         except BaseException:
@@ -409,12 +411,14 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
 
         if first_pass:
             self._initialize(layer_sizes)
-        elif [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]] != layer_sizes:
-            raise ValueError(
-                "The network's layer sizes changed since the last fit "
-                f"({[c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]} vs "
-                f"{layer_sizes}); fit again without warm_start."
-            )
+        else:
+            fitted_sizes = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+            if fitted_sizes != layer_sizes:
+                raise ValueError(
+                    f"The network's layer sizes changed since the last fit ({fitted_sizes} vs "
+                    f"{layer_sizes}); fit again without warm_start."
+                )
+            self._track_progress_like(self.early_stopping)
         network = self._load_network(layer_sizes, random_state, fresh_weights=first_pass)
         # like MLPClassifier, every fit call (warm_start included) starts a new
         # optimizer; partial_fit continues the previous one
@@ -455,6 +459,15 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         for name in ("coefs_", "intercepts_", "_optimizer_state", "_hash_state", "_rehash_state"):
             self.__dict__.pop(name, None)
 
+    def _track_progress_like(self, early_stopping):
+        """Start tracking validation scores (or the training loss) if an earlier
+        fit, with early_stopping set the other way, did not."""
+        if early_stopping and self.validation_scores_ is None:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+        elif not early_stopping and self.best_loss_ is None:
+            self.best_loss_ = np.inf
+
     def _load_network(self, layer_sizes, random_state, fresh_weights):
         """A working Network: new weights on a first pass, else copies of the fitted ones."""
         n_layers = len(layer_sizes) - 1
@@ -478,8 +491,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         saved = getattr(self, "_hash_state", None)
         self._rehash_flops = 0
         for i in range(n_layers):
-            if n_active[i] >= layer_sizes[i + 1]:
-                continue
+            if not network.uses_tables(i):
+                continue  # no random draws either: K and L then change nothing
             planes = None if saved is None else saved["hyperplanes"][i]
             n_rows = layer_sizes[i] + 1 + int(network.mips)
             if planes is not None and planes.shape == (n_rows, self.K * self.L):
@@ -488,7 +501,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                 network.neuron_ids[i] = np.array(saved["neuron_ids"][i])
             else:
                 network.hash_tables_for(i, random_state)
-                self._rehash_flops += network.rebuild_tables(i)
+            # (re)build now: the weights may have changed since the tables were saved
+            self._rehash_flops += network.rebuild_tables(i)
         return network
 
     def _selection_mode(self, n_neurons):
@@ -550,8 +564,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                                   *getattr(self, "_rehash_state", (None, None)))
         # selection randomness: one draw per call, none for an all-dense network,
         # which then shuffles exactly as MLPClassifier does
-        any_hashed = any(network.is_hashed(i) for i in range(network.n_layers))
-        seed = int(random_state.randint(0, 2**31 - 1)) if any_hashed else 0
+        any_sparse = any(network.is_sparse(i) for i in range(network.n_layers))
+        seed = int(random_state.randint(0, 2**31 - 1)) if any_sparse else 0
         run = TrainingRun(network, optimizer, kernel_input(X), Y, sample_weight, batch_size,
                           self.alpha, schedule, seed, self._rehash_flops)
         self._best_weights = None
@@ -683,7 +697,7 @@ def _work_per_batch(network, X, batch_size):
     work = 0.0
     for i in range(network.n_layers):
         n_out = network.weights[i].shape[1]
-        if not network.is_hashed(i) or network.selection[i] == SELECT_RANDOM:
+        if not network.is_sparse(i) or network.selection[i] == SELECT_RANDOM:
             selection = 0
         elif network.selection[i] == SELECT_LSH:
             selection = network.K * network.L

@@ -35,7 +35,7 @@ def selection_recall(estimator, X, max_rows=1024, seed=0):
         W, b = network.weights[i], network.biases[i]
         in_ids, in_vals, in_cnt = ws.ids[i], ws.vals[i], ws.cnt[i]
         out_ids, out_vals, out_cnt = ws.ids[i + 1], ws.vals[i + 1], ws.cnt[i + 1]
-        if network.is_hashed(i):
+        if network.is_sparse(i):
             exact = _select(network, ws, i, _lsh.SELECT_EXACT, seed).copy()
             chosen = _select(network, ws, i, network.selection[i], seed)
             k = network.n_active[i]
@@ -48,9 +48,10 @@ def selection_recall(estimator, X, max_rows=1024, seed=0):
 
 def _select(network, ws, i, mode, seed):
     W, b = network.weights[i], network.biases[i]
+    hyperplanes, offsets, neuron_ids = network.tables(i)
     _lsh.select_active(
-        mode, ws.ids[i], ws.vals[i], ws.cnt[i], W, b, network.hyperplanes[i], W.shape[0],
-        network.K, network.L, network.offsets[i], network.neuron_ids[i], network.n_active[i],
+        mode, ws.ids[i], ws.vals[i], ws.cnt[i], W, b, hyperplanes, W.shape[0],
+        network.K, network.L, offsets, neuron_ids, network.n_active[i],
         network.rerank_pool(i), network.n_probes, np.uint64(seed), ws.ids[i + 1], ws.cnt[i + 1],
         ws.select_cost, ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool, ws.scores,
         ws.cand_scores,

@@ -65,26 +65,44 @@ class Network:
         """Most candidates layer i scores exactly when re-ranking."""
         return int(min(self.weights[i].shape[1], math.ceil(self.rerank_factor * self.n_active[i])))
 
-    def is_hashed(self, i):
-        return self.hyperplanes[i] is not None
+    def is_sparse(self, i):
+        """Does layer i keep only some of its neurons per sample?"""
+        return self.n_active[i] < self.weights[i].shape[1]
+
+    def uses_tables(self, i):
+        """Does layer i select through hash tables (rather than exact or random)?"""
+        return self.is_sparse(i) and self.selection[i] in (_lsh.SELECT_LSH, _lsh.SELECT_LSH_RERANK)
+
+    def tables(self, i):
+        """(hyperplanes, offsets, neuron_ids) of layer i; tiny placeholders without tables.
+
+        The selection kernel always takes arrays, so one compiled version serves
+        every mode.
+        """
+        if self.hyperplanes[i] is None:
+            return _NO_PLANES, _NO_OFFSETS, _NO_IDS
+        return self.hyperplanes[i], self.offsets[i], self.neuron_ids[i]
 
     def rebuild_tables(self, i):
         """Rehash every neuron of layer i; returns the multiply-adds spent."""
-        if self.selection[i] in (_lsh.SELECT_EXACT, _lsh.SELECT_RANDOM):
-            return 0  # these references never read the tables
         W, b = self.weights[i], self.biases[i]
         codes = _lsh.neuron_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips)
         _lsh.build_tables(codes, self.K, self.offsets[i], self.neuron_ids[i])
         return W.shape[1] * (W.shape[0] + 1) * self.K * self.L
 
     def rebuild_all_tables(self):
-        return sum(self.rebuild_tables(i) for i in range(self.n_layers) if self.is_hashed(i))
+        return sum(self.rebuild_tables(i) for i in range(self.n_layers) if self.uses_tables(i))
 
     def hash_tables_for(self, i, random_state):
         """Fresh hyperplanes and empty tables for layer i (rebuilt by the caller)."""
         n_in, n_out = self.weights[i].shape
         self.hyperplanes[i] = _lsh.make_hyperplanes(random_state, n_in, self.K, self.L, self.mips)
         self.offsets[i], self.neuron_ids[i] = _lsh.new_tables(n_out, self.K, self.L)
+
+
+_NO_PLANES = np.zeros((1, 1), np.float32)
+_NO_OFFSETS = np.zeros((1, 2), np.int32)
+_NO_IDS = np.zeros((1, 1), np.int32)
 
 
 def glorot_init(random_state, fan_in, fan_out, activation):

@@ -72,7 +72,7 @@ class Workspace:
         self.delta = [None] + [np.zeros((B, w), np.float32) for w in widths[1:]]
         # dense layers keep every neuron: fixed lists 0..n-1
         for i in range(network.n_layers):
-            if not network.is_hashed(i):
+            if not network.is_sparse(i):
                 n = network.weights[i].shape[1]
                 self.ids[i + 1][:] = np.arange(n, dtype=np.int32)
                 self.cnt[i + 1][:] = n
@@ -147,10 +147,11 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
         W, b = network.weights[i], network.biases[i]
         in_ids, in_vals, in_cnt = levels[i]
         out_ids, out_vals, out_cnt = levels[i + 1]
-        if network.is_hashed(i):
+        if network.is_sparse(i):
+            hyperplanes, offsets, neuron_ids = network.tables(i)
             _lsh.select_active(
-                network.selection[i], in_ids, in_vals, in_cnt, W, b, network.hyperplanes[i],
-                W.shape[0], network.K, network.L, network.offsets[i], network.neuron_ids[i],
+                network.selection[i], in_ids, in_vals, in_cnt, W, b, hyperplanes,
+                W.shape[0], network.K, network.L, offsets, neuron_ids,
                 network.n_active[i], network.rerank_pool(i), network.n_probes, np.uint64(seed + i),
                 out_ids, out_cnt,
                 ws.select_cost[:B], ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool,

@@ -1,0 +1,742 @@
+"""HashMLPClassifier as a drop-in for MLPClassifier: the user-facing contract of
+DESIGN.md section 4 (fitting modes, targets, input types, persistence, model
+selection, errors, atomic failure, reproducibility, diagnostics).
+
+Small data and networks only; most tests use sparsity < 1 so that the hashed
+selection path is exercised.
+"""
+
+import math
+import pickle
+import re
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_digits, make_classification, make_multilabel_classification
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+
+from sklearn_hashdl import HashMLPClassifier
+
+# a hashed (64,) layer keeping ceil(0.2 * 64) = 13 neurons per sample
+SMALL = dict(hidden_layer_sizes=(64,), sparsity=0.2, K=3, L=8, max_iter=3, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+@pytest.fixture(scope="module")
+def binary():
+    X, y = make_classification(n_samples=300, n_features=20, n_informative=6,
+                               class_sep=2.0, random_state=0)
+    return X, y
+
+
+def make(**params):
+    return HashMLPClassifier(**{**SMALL, **params})
+
+
+def quiet_fit(model, X, y, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y, **fit_params)
+
+
+def params_of(model):
+    return [np.array(a) for a in model.coefs_ + model.intercepts_]
+
+
+def assert_same_params(a, b, atol=0.0):
+    pa, pb = params_of(a), params_of(b)
+    assert len(pa) == len(pb)
+    for x, z in zip(pa, pb):
+        assert x.shape == z.shape
+        np.testing.assert_allclose(x, z, rtol=0, atol=atol)
+
+
+def params_differ(a, b, atol=1e-6):
+    return any(not np.allclose(x, z, rtol=0, atol=atol)
+               for x, z in zip(params_of(a), params_of(b)))
+
+
+# ------------------------------------------------------------------ partial_fit
+
+def test_partial_fit_requires_classes_on_first_call(digits):
+    X, y = digits
+    model = make()
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        model.partial_fit(X, y)
+    assert not hasattr(model, "coefs_")
+    model.partial_fit(X, y, classes=np.unique(y))  # and then it works
+    assert hasattr(model, "coefs_")
+
+
+def test_partial_fit_trains_one_epoch_per_call_like_mlpclassifier(digits):
+    X, y = digits
+    classes = np.unique(y)
+    # max_iter must not matter: partial_fit is one pass over the data
+    ours = make(max_iter=50)
+    ref = MLPClassifier(hidden_layer_sizes=(64,), max_iter=50, random_state=0)
+    chunks = [slice(0, 600), slice(600, 1000), slice(1000, None)]
+    t_expected = 0
+    for step, rows in enumerate(chunks, start=1):
+        kwargs = {"classes": classes} if step == 1 else {}
+        ours.partial_fit(X[rows], y[rows], **kwargs)
+        ref.partial_fit(X[rows], y[rows], **kwargs)
+        t_expected += X[rows].shape[0]
+        assert ours.t_ == ref.t_ == t_expected
+        assert ours.n_iter_ == ref.n_iter_ == 1  # sklearn 1.9: epochs of this call
+        assert len(ours.loss_curve_) == len(ref.loss_curve_) == step
+        assert ours.loss_ == ours.loss_curve_[-1]
+
+
+def test_partial_fit_keeps_optimizer_state(digits):
+    X, y = digits
+    classes = np.unique(y)
+    A, B = slice(0, 900), slice(900, None)
+
+    fresh = make().partial_fit(X[B], y[B], classes=classes)
+    two = make().partial_fit(X[A], y[A], classes=classes)
+    two.partial_fit(X[B], y[B])
+    assert params_differ(two, fresh)
+
+    # The second partial_fit and a one-epoch warm-start fit on the same model
+    # see the same weights, hash state, shuffle and selection seeds; only
+    # partial_fit continues the Adam moments, fit starts a new optimizer.
+    restarted = make().partial_fit(X[A], y[A], classes=classes)
+    restarted.set_params(warm_start=True, max_iter=1)
+    quiet_fit(restarted, X[B], y[B])
+    assert params_differ(two, restarted)
+
+    # ... and with a stateless optimizer (plain SGD) the two coincide exactly,
+    # which shows that the difference above is the optimizer state.
+    sgd = dict(solver="sgd", momentum=0.0, learning_rate_init=0.05)
+    cont = make(**sgd).partial_fit(X[A], y[A], classes=classes)
+    cont.partial_fit(X[B], y[B])
+    warm = make(**sgd).partial_fit(X[A], y[A], classes=classes)
+    warm.set_params(warm_start=True, max_iter=1)
+    quiet_fit(warm, X[B], y[B])
+    assert_same_params(cont, warm)
+
+
+def test_partial_fit_refuses_labels_not_in_classes(digits):
+    X, y = digits
+    low = y < 5
+    model = make()
+    with pytest.raises(ValueError, match="classes"):
+        model.partial_fit(X, y, classes=np.arange(5))  # y holds 5..9 already
+    model.partial_fit(X[low], y[low], classes=np.arange(5))
+    with pytest.raises(ValueError, match="classes not in"):
+        model.partial_fit(X, y)
+    np.testing.assert_array_equal(model.classes_, np.arange(5))
+
+
+def test_partial_fit_accepts_a_subset_of_the_classes(digits):
+    X, y = digits
+    model = make()
+    first = y <= 2
+    model.partial_fit(X[first], y[first], classes=np.arange(10))
+    np.testing.assert_array_equal(model.classes_, np.arange(10))
+    assert model.predict_proba(X[:7]).shape == (7, 10)
+    later = (y >= 3) & (y <= 6)
+    model.partial_fit(X[later], y[later])
+    model.partial_fit(X, y)
+    assert set(np.unique(model.predict(X))) <= set(range(10))
+    assert model.predict_proba(X).shape == (X.shape[0], 10)
+
+
+# ------------------------------------------------------------------- warm_start
+
+def test_warm_start_continues_from_the_previous_coefs(digits):
+    X, y = digits
+    warm = quiet_fit(make(warm_start=True), X, y)
+    after_first = [a.copy() for a in params_of(warm)]
+    first_losses = list(warm.loss_curve_)
+    quiet_fit(warm, X, y)
+    cold = quiet_fit(make(), X, y)
+    assert params_differ(warm, cold)
+    # the second call starts where the first ended, so its loss is lower
+    assert warm.loss_curve_[: len(first_losses)] == first_losses
+    assert warm.loss_curve_[len(first_losses)] < first_losses[0]
+
+    # with a vanishing learning rate, a warm fit stays at the previous weights
+    # (a cold fit would stay at the initial weights instead)
+    warm.set_params(learning_rate_init=1e-12)
+    before = params_of(warm)
+    quiet_fit(warm, X, y)
+    for a, b in zip(before, params_of(warm)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    moved = max(np.abs(a - b).max() for a, b in zip(after_first, before))
+    assert moved > 1e-3
+
+
+def test_warm_start_counters_follow_mlpclassifier(digits):
+    X, y = digits
+    ours = make(warm_start=True, max_iter=3)
+    ref = MLPClassifier(hidden_layer_sizes=(64,), max_iter=3, random_state=0, warm_start=True)
+    for _ in range(2):
+        quiet_fit(ours, X, y)
+        quiet_fit(ref, X, y)
+        assert ours.n_iter_ == ref.n_iter_
+        assert ours.t_ == ref.t_
+        assert len(ours.loss_curve_) == len(ref.loss_curve_)
+    assert ours.t_ == 2 * 3 * X.shape[0]
+
+
+def test_warm_start_with_different_classes_is_refused(digits):
+    X, y = digits
+    model = quiet_fit(make(warm_start=True), X, y)
+    coefs = params_of(model)
+    keep = y != 9
+    with pytest.raises(ValueError, match="warm_start can only be used"):
+        model.fit(X[keep], y[keep])
+    for a, b in zip(coefs, params_of(model)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.classes_, np.arange(10))
+
+
+# --------------------------------------------------------------- early_stopping
+
+def test_early_stopping_tracks_validation_and_stops_early():
+    X, y = make_classification(n_samples=400, n_features=10, n_informative=4,
+                               class_sep=4.0, random_state=1)
+    model = make(early_stopping=True, n_iter_no_change=2, max_iter=200,
+                 learning_rate_init=0.01, validation_fraction=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model.fit(X, y)
+    assert model.best_loss_ is None
+    assert isinstance(model.validation_scores_, list)
+    assert len(model.validation_scores_) == model.n_iter_ == len(model.loss_curve_)
+    assert model.best_validation_score_ == max(model.validation_scores_)
+    assert all(0.0 <= s <= 1.0 for s in model.validation_scores_)
+    assert model.best_validation_score_ > 0.9
+    assert model.n_iter_ < 200
+
+
+def test_without_early_stopping_validation_attributes_are_none(digits):
+    X, y = digits
+    model = quiet_fit(make(), X, y)
+    assert model.validation_scores_ is None
+    assert model.best_validation_score_ is None
+    assert model.best_loss_ == min(model.loss_curve_)
+
+
+def test_partial_fit_with_early_stopping_is_refused(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="early_stopping"):
+        make(early_stopping=True).partial_fit(X, y, classes=np.unique(y))
+
+
+# ------------------------------------------------------- verbose and warnings
+
+def test_verbose_prints_one_loss_line_per_epoch(digits, capsys):
+    X, y = digits
+    model = quiet_fit(make(verbose=True, max_iter=3), X, y)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Iteration")]
+    assert len(lines) == model.n_iter_ == 3
+    for i, (line, loss) in enumerate(zip(lines, model.loss_curve_), start=1):
+        match = re.fullmatch(r"Iteration (\d+), loss = ([0-9.]+)", line)
+        assert match, line
+        assert int(match.group(1)) == i
+        assert float(match.group(2)) == pytest.approx(loss, abs=1e-7)
+
+
+def test_quiet_by_default(digits, capsys):
+    X, y = digits
+    quiet_fit(make(), X, y)
+    assert "Iteration" not in capsys.readouterr().out
+
+
+def test_convergence_warning_when_max_iter_is_reached(digits):
+    X, y = digits
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(2\\) reached"):
+        model = make(max_iter=2).fit(X, y)
+    assert model.n_iter_ == 2
+
+
+# ---------------------------------------------------------------------- targets
+
+def test_binary_target(binary):
+    X, y = binary
+    model = quiet_fit(make(max_iter=10, learning_rate_init=0.01), X, y)
+    np.testing.assert_array_equal(model.classes_, [0, 1])
+    assert model.n_outputs_ == 1 and model.out_activation_ == "logistic"
+    proba = model.predict_proba(X)
+    assert proba.shape == (X.shape[0], 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(X), model.classes_[proba.argmax(axis=1)])
+    assert model.score(X, y) > 0.8
+
+
+def test_multiclass_target(digits):
+    X, y = digits
+    model = quiet_fit(make(max_iter=10, learning_rate_init=0.01), X, y)
+    assert model.n_outputs_ == 10 and model.out_activation_ == "softmax"
+    assert model.n_layers_ == 3
+    proba = model.predict_proba(X)
+    assert proba.shape == (X.shape[0], 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(model.predict_log_proba(X), np.log(proba), atol=1e-6)
+    np.testing.assert_array_equal(model.predict(X), proba.argmax(axis=1))
+    assert model.score(X, y) > 0.85
+
+
+def test_string_labels(digits):
+    X, y = digits
+    names = np.array(["zero", "one", "two"])
+    keep = y < 3
+    labels = names[y[keep]]
+    model = quiet_fit(make(max_iter=10, learning_rate_init=0.01), X[keep], labels)
+    np.testing.assert_array_equal(model.classes_, np.sort(names))
+    pred = model.predict(X[keep])
+    assert pred.dtype.kind == labels.dtype.kind
+    assert set(pred) <= set(names)
+    assert np.mean(pred == labels) > 0.9
+    # binary string labels: two probability columns in classes_ order
+    two = y[keep] < 2
+    model2 = quiet_fit(make(), X[keep][two], labels[two])
+    assert list(model2.classes_) == ["one", "zero"]
+    assert model2.predict_proba(X[:4]).shape == (4, 2)
+
+
+def test_multilabel_indicator_target():
+    X, Y = make_multilabel_classification(n_samples=300, n_features=20, n_classes=5,
+                                          random_state=0)
+    model = quiet_fit(make(max_iter=10, learning_rate_init=0.01), X, Y)
+    assert model.n_outputs_ == 5 and model.out_activation_ == "logistic"
+    pred = model.predict(X)
+    assert pred.shape == Y.shape
+    assert set(np.unique(pred)) <= {0, 1}
+    proba = model.predict_proba(X)
+    assert proba.shape == Y.shape
+    assert np.all((proba >= 0) & (proba <= 1))
+    np.testing.assert_array_equal(pred, (proba > 0.5).astype(pred.dtype))
+    assert np.mean(pred == Y) > 0.7  # per-label accuracy well above a coin flip
+    # multilabel partial_fit takes the label set from the indicator matrix
+    inc = make().partial_fit(X, Y, classes=np.arange(5))
+    assert inc.predict(X[:3]).shape == (3, 5)
+
+
+# ------------------------------------------------------------------ input types
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("selection", ["auto", "lsh"])
+def test_sparse_input_gives_the_same_model_as_dense(digits, fmt, selection):
+    X, y = digits
+    dense = quiet_fit(make(selection=selection), X, y)
+    sparse = quiet_fit(make(selection=selection), sp.csr_matrix(X).asformat(fmt), y)
+    assert_same_params(dense, sparse, atol=1e-5)
+    np.testing.assert_array_equal(dense.predict(X), sparse.predict(sp.csr_matrix(X).asformat(fmt)))
+    np.testing.assert_allclose(dense.predict_proba(X), sparse.predict_proba(sp.csc_matrix(X)),
+                               atol=1e-5)
+
+
+def test_float32_float64_and_int_inputs(digits):
+    X, y = digits
+    X_int = (X * 16).astype(np.int64)
+    m64 = quiet_fit(make(), X_int.astype(np.float64), y)
+    m32 = quiet_fit(make(), X_int.astype(np.float32), y)
+    mint = quiet_fit(make(), X_int, y)
+    assert_same_params(m64, m32, atol=1e-6)
+    assert_same_params(m64, mint, atol=1e-6)
+    for model in (m64, m32, mint):
+        assert model.coefs_[0].dtype == np.float32
+        for X_pred in (X_int, X_int.astype(np.float32), X_int.astype(np.float64)):
+            np.testing.assert_array_equal(model.predict(X_pred), m64.predict(X_int))
+
+
+def test_dataframe_input_sets_feature_names(digits):
+    X, y = digits
+    columns = [f"pixel_{i}" for i in range(X.shape[1])]
+    df = pd.DataFrame(X, columns=columns)
+    model = quiet_fit(make(), df, y)
+    np.testing.assert_array_equal(model.feature_names_in_, columns)
+    assert model.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(model.predict(df), quiet_fit(make(), X, y).predict(X))
+
+    ref = quiet_fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0), df, y)
+    renamed = df.rename(columns=lambda c: c.replace("pixel", "px"))
+    # as MLPClassifier: other column names are refused, a bare array warns
+    with pytest.raises(ValueError, match="feature names should match") as ours:
+        model.predict(renamed)
+    with pytest.raises(ValueError, match="feature names should match") as theirs:
+        ref.predict(renamed)
+    assert str(ours.value) == str(theirs.value)
+    with pytest.warns(UserWarning, match="does not have valid feature names, but "
+                                         "HashMLPClassifier was fitted with feature names"):
+        model.predict(X)
+    # a model fitted without names does not grow any
+    assert not hasattr(quiet_fit(make(), X, y), "feature_names_in_")
+
+
+# ---------------------------------------------------------------- sample_weight
+
+def test_sample_weight(digits):
+    X, y = digits
+    plain = quiet_fit(make(), X, y)
+    ones = quiet_fit(make(), X, y, sample_weight=np.ones(X.shape[0]))
+    assert_same_params(plain, ones)
+    rng = np.random.RandomState(0)
+    weighted = quiet_fit(make(), X, y, sample_weight=rng.uniform(0.2, 3.0, X.shape[0]))
+    assert params_differ(plain, weighted)
+
+
+def test_zero_weight_class_is_not_learned(digits):
+    X, y = digits
+    weights = np.where(y == 9, 0.0, 1.0)
+    nines = y == 9
+    unweighted = quiet_fit(make(max_iter=10, learning_rate_init=0.01), X, y)
+    weighted = quiet_fit(make(max_iter=10, learning_rate_init=0.01), X, y, sample_weight=weights)
+    assert np.mean(unweighted.predict(X[nines]) == 9) > 0.7
+    assert np.mean(weighted.predict(X[nines]) == 9) < 0.1
+
+
+def test_sample_weight_of_wrong_length_is_refused(digits):
+    X, y = digits
+    with pytest.raises(ValueError):
+        make().fit(X, y, sample_weight=np.ones(X.shape[0] - 1))
+
+
+# ------------------------------------------------------------------ persistence
+
+def test_pickle_and_joblib_round_trips(digits, tmp_path):
+    X, y = digits
+    model = quiet_fit(make(), X, y)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    for copy in (pickle.loads(pickle.dumps(model)), joblib.load(path)):
+        np.testing.assert_array_equal(copy.predict(X), model.predict(X))
+        np.testing.assert_array_equal(copy.predict_proba(X), model.predict_proba(X))
+        assert copy.flop_fraction_ == model.flop_fraction_
+    # the whole training state is saved: continuing a copy equals continuing the original
+    copy = pickle.loads(pickle.dumps(model))
+    model.partial_fit(X[:500], y[:500])
+    copy.partial_fit(X[:500], y[:500])
+    assert_same_params(model, copy)
+
+
+def test_memory_mapped_model_can_predict_and_continue_training(digits, tmp_path):
+    X, y = digits
+    model = quiet_fit(make(), X, y)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    mapped = joblib.load(path, mmap_mode="r")
+    assert any(isinstance(c, np.memmap) and not c.flags.writeable for c in mapped.coefs_)
+    np.testing.assert_array_equal(mapped.predict(X), model.predict(X))
+    np.testing.assert_array_equal(mapped.predict_proba(X), model.predict_proba(X))
+
+    mapped.partial_fit(X[:500], y[:500])
+    model.partial_fit(X[:500], y[:500])
+    assert_same_params(mapped, model)
+    # the file was not written to
+    on_disk = joblib.load(path)
+    assert_same_params(on_disk, quiet_fit(make(), X, y))
+
+
+# ------------------------------------------------------------- model selection
+
+def test_grid_search_over_hash_parameters_in_a_pipeline(digits):
+    X, y = digits
+    grid = {"clf__K": [2, 4], "clf__L": [4, 8], "clf__sparsity": [0.1, 0.3]}
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", make(max_iter=5, learning_rate_init=0.01))])
+    search = GridSearchCV(pipe, grid, cv=2, n_jobs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X[:800], y[:800])
+    assert not np.isnan(search.cv_results_["mean_test_score"]).any()
+    assert len(search.cv_results_["params"]) == 8
+    assert search.best_params_["clf__K"] in grid["clf__K"]
+    assert search.best_params_["clf__L"] in grid["clf__L"]
+    assert search.best_params_["clf__sparsity"] in grid["clf__sparsity"]
+    best = search.best_estimator_.named_steps["clf"]
+    assert best.K == search.best_params_["clf__K"]
+    assert search.score(X[800:], y[800:]) > 0.7
+
+
+# -------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_is_refused(digits, bad):
+    X, y = digits
+    X_bad = X.copy()
+    X_bad[3, 5] = bad
+    with pytest.raises(ValueError, match="Input X contains"):
+        make().fit(X_bad, y)
+    with pytest.raises(ValueError, match="Input X contains"):
+        make().partial_fit(X_bad, y, classes=np.unique(y))
+    model = quiet_fit(make(), X, y)
+    with pytest.raises(ValueError, match="Input X contains"):
+        model.predict(X_bad)
+
+
+def test_wrong_number_of_features_at_predict(digits):
+    X, y = digits
+    model = quiet_fit(make(), X, y)
+    with pytest.raises(ValueError, match="features"):
+        model.predict(X[:, :-1])
+    with pytest.raises(ValueError, match="features"):
+        model.predict_proba(np.hstack([X, X[:, :1]]))
+    with pytest.raises(ValueError, match="features"):
+        model.partial_fit(X[:, :-1], y)
+
+
+def test_one_class_is_refused(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="class"):
+        make().fit(X, np.zeros(X.shape[0], dtype=int))
+
+
+def test_predict_before_fit(digits):
+    X, _ = digits
+    model = make()
+    for method in (model.predict, model.predict_proba, model.predict_log_proba):
+        with pytest.raises(NotFittedError):
+            method(X)
+
+
+@pytest.mark.parametrize(
+    "params, pattern",
+    [
+        ({"sparsity": 0}, "sparsity"),
+        ({"sparsity": 1.5}, "sparsity"),
+        ({"sparsity": -0.1}, "sparsity"),
+        ({"K": 0}, "'K'"),
+        ({"L": 0}, "'L'"),
+        ({"activation": "bad"}, "activation"),
+        ({"solver": "lbfgs"}, "solver"),
+        ({"solver": "newton"}, "solver"),
+        ({"hash_function": "md5"}, "hash_function"),
+        ({"predict_mode": "sometimes"}, "predict_mode"),
+        ({"rehash_interval": 0}, "rehash_interval"),
+        ({"rehash_growth": 0.5}, "rehash_growth"),
+        ({"max_iter": 0}, "max_iter"),
+    ],
+)
+def test_bad_hyperparameters_are_refused(digits, params, pattern):
+    X, y = digits
+    with pytest.raises(InvalidParameterError, match=pattern):
+        make(**params).fit(X, y)
+    with pytest.raises(InvalidParameterError, match=pattern):
+        make(**params).partial_fit(X, y, classes=np.unique(y))
+
+
+@pytest.mark.parametrize("sizes", [(0,), (32, 0), (-4,)])
+def test_empty_hidden_layer_is_refused(digits, sizes):
+    X, y = digits
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        make(hidden_layer_sizes=sizes).fit(X, y)
+
+
+def test_lbfgs_message_explains_why(digits):
+    X, y = digits
+    with pytest.raises(InvalidParameterError) as info:
+        make(solver="lbfgs").fit(X, y)
+    message = str(info.value)
+    assert "'adam' or 'sgd'" in message
+    assert "full-batch" in message and "active" in message
+
+
+def test_mismatched_lengths_are_refused(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        make().fit(X, y[:-1])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        make().partial_fit(X[:-1], y, classes=np.unique(y))
+
+
+# --------------------------------------------------------------- atomic failure
+
+def _snapshot(model, X):
+    return {
+        "params": params_of(model),
+        "n_iter_": model.n_iter_,
+        "t_": model.t_,
+        "loss_": model.loss_,
+        "loss_curve_": list(model.loss_curve_),
+        "classes_": model.classes_.copy(),
+        "n_features_in_": model.n_features_in_,
+        "flop_fraction_": model.flop_fraction_,
+        "proba": model.predict_proba(X),
+    }
+
+
+def _assert_unchanged(model, before, X):
+    after = _snapshot(model, X)
+    for a, b in zip(before["params"], after["params"]):
+        np.testing.assert_array_equal(a, b)
+    for key in ("n_iter_", "t_", "loss_", "loss_curve_", "n_features_in_", "flop_fraction_"):
+        assert after[key] == before[key], key
+    np.testing.assert_array_equal(after["classes_"], before["classes_"])
+    np.testing.assert_array_equal(after["proba"], before["proba"])
+
+
+def test_failed_calls_leave_a_fitted_model_unchanged(digits):
+    X, y = digits
+    model = quiet_fit(make(), X, y)
+    model.partial_fit(X[:400], y[:400])
+    before = _snapshot(model, X)
+
+    X_nan = X.copy()
+    X_nan[0, 0] = np.nan
+    with pytest.raises(ValueError):
+        model.partial_fit(X_nan, y)
+    _assert_unchanged(model, before, X)
+
+    y_new = y.copy()
+    y_new[0] = 42
+    with pytest.raises(ValueError, match="classes not in"):
+        model.partial_fit(X, y_new)
+    _assert_unchanged(model, before, X)
+
+    with pytest.raises(ValueError):
+        model.partial_fit(X[:, :10], y)
+    _assert_unchanged(model, before, X)
+
+    with pytest.raises(ValueError):
+        model.fit(X_nan, y)  # a cold refit that fails keeps the old model too
+    _assert_unchanged(model, before, X)
+
+    with pytest.raises(ValueError, match="class"):
+        model.fit(X, np.ones_like(y))
+    _assert_unchanged(model, before, X)
+
+    # the model still trains normally afterwards
+    model.partial_fit(X, y)
+    assert model.t_ == before["t_"] + X.shape[0]
+
+
+@pytest.mark.parametrize("call", ["partial_fit", "warm_start_fit"])
+def test_failed_training_leaves_the_model_unchanged(digits, call):
+    X, y = digits
+    model = quiet_fit(make(solver="sgd", learning_rate_init=0.5), X, y)
+    before = _snapshot(model, X)
+    X_huge = X * 1e20  # finite, so validation passes, but training diverges
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        if call == "partial_fit":
+            model.partial_fit(X_huge, y)
+        else:
+            model.set_params(warm_start=True)
+            quiet_fit(model, X_huge, y)
+    _assert_unchanged(model, before, X)
+
+
+# -------------------------------------------------------------- reproducibility
+
+def test_same_random_state_same_model_other_seed_other_model(digits):
+    X, y = digits
+    a = quiet_fit(make(random_state=7), X, y)
+    b = quiet_fit(make(random_state=7), X, y)
+    c = quiet_fit(make(random_state=8), X, y)
+    assert_same_params(a, b)
+    assert a.loss_curve_ == b.loss_curve_
+    assert params_differ(a, c)
+    # a RandomState instance is consumed: two fits sharing one differ
+    rs = np.random.RandomState(0)
+    d = quiet_fit(make(random_state=rs), X, y)
+    e = quiet_fit(make(random_state=rs), X, y)
+    assert params_differ(d, e)
+
+
+@pytest.mark.parametrize("selection", ["auto", "lsh", "lsh_rerank"])
+def test_thread_count_does_not_change_the_model(digits, selection):
+    X, y = digits
+    X, y = X[:600], y[:600]  # few batches: a parallel region stalls on a busy 2-core box
+    params = dict(hidden_layer_sizes=(256, 32), sparsity=0.1, selection=selection,
+                  rehash_interval=3, max_iter=2, batch_size=100)
+    one = quiet_fit(make(n_jobs=1, **params), X, y)
+    two = quiet_fit(make(n_jobs=2, **params), X, y)
+    assert_same_params(one, two)
+    assert one.loss_curve_ == two.loss_curve_
+    assert one.flop_fraction_ == two.flop_fraction_
+
+
+# ------------------------------------------------------------------ diagnostics
+
+def test_flop_fraction_falls_with_sparsity(digits):
+    X, y = digits
+    fractions = {}
+    for sparsity in (0.05, 0.3):
+        model = quiet_fit(make(hidden_layer_sizes=(512,), sparsity=sparsity, max_iter=1,
+                               K=6, L=10), X, y)
+        assert 0.0 < model.flop_fraction_ < 1.0
+        fractions[sparsity] = model.flop_fraction_
+    assert fractions[0.05] < 0.5
+    assert fractions[0.05] < fractions[0.3]
+
+
+@pytest.mark.parametrize("selection", ["auto", "lsh"])
+@pytest.mark.parametrize("sizes, sparsity", [((512,), 0.05), ((32, 32), 0.3), ((50, 7), 0.2)])
+def test_active_fraction_is_ceil_sparsity_n_over_n(digits, selection, sizes, sparsity):
+    X, y = digits
+    model = quiet_fit(make(hidden_layer_sizes=sizes, sparsity=sparsity, max_iter=1,
+                           selection=selection), X, y)
+    assert model.n_layers_ == len(sizes) + 2
+    assert model.active_fraction_.shape == (model.n_layers_ - 1,)
+    expected = [math.ceil(sparsity * n) / n for n in sizes] + [1.0]
+    np.testing.assert_allclose(model.active_fraction_, expected, rtol=1e-12)
+
+
+def test_dense_training_reports_full_activity(digits):
+    X, y = digits
+    model = quiet_fit(make(sparsity=1.0), X, y)
+    np.testing.assert_array_equal(model.active_fraction_, [1.0, 1.0])
+    sparse = quiet_fit(make(sparsity=0.1), X, y)
+    assert sparse.flop_fraction_ < model.flop_fraction_
+
+
+# ------------------------------------------------------------------- prediction
+
+@pytest.mark.parametrize("predict_mode", ["topk", "dense"])
+def test_prediction_is_deterministic_and_row_independent(digits, predict_mode):
+    X, y = digits
+    model = quiet_fit(make(predict_mode=predict_mode), X, y)
+    labels, proba = model.predict(X), model.predict_proba(X)
+    np.testing.assert_array_equal(model.predict(X), labels)
+    np.testing.assert_array_equal(model.predict_proba(X), proba)
+    rows = np.random.RandomState(0).choice(X.shape[0], 37, replace=False)
+    np.testing.assert_array_equal(model.predict(X[rows]), labels[rows])
+    np.testing.assert_allclose(model.predict_proba(X[rows]), proba[rows], rtol=1e-5, atol=1e-7)
+    for i in rows[:5]:
+        np.testing.assert_array_equal(model.predict(X[i: i + 1]), labels[i: i + 1])
+    # more rows than one prediction chunk (2048) are handled the same way
+    big = np.vstack([X, X])
+    np.testing.assert_array_equal(model.predict(big), np.concatenate([labels, labels]))
+
+
+# ------------------------------------------------------------ learning quality
+
+def test_learns_digits_well_above_chance(digits):
+    X, y = digits
+    model = quiet_fit(make(hidden_layer_sizes=(256,), max_iter=10), X, y)
+    assert model.score(X, y) > 0.9
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+
+
+def test_stops_when_training_loss_stalls_like_mlpclassifier(digits):
+    X, y = digits
+    model = quiet_fit(make(n_iter_no_change=1, tol=10.0, max_iter=50), X, y)
+    reference = MLPClassifier((64,), n_iter_no_change=1, tol=10.0, max_iter=50).fit(X, y)
+    assert model.n_iter_ == reference.n_iter_ == 3  # two epochs without improvement
+
+
+def test_switching_early_stopping_between_warm_fits(digits):
+    X, y = digits
+    model = quiet_fit(make(warm_start=True), X, y)
+    model.set_params(early_stopping=True)
+    quiet_fit(model, X, y)
+    assert len(model.validation_scores_) == model.n_iter_
+    model.set_params(early_stopping=False)
+    quiet_fit(model, X, y)
+    assert np.isfinite(model.best_loss_)
