@@ -23,7 +23,12 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._inference import as_float32_input, output_probabilities, predict_logits
+from ._inference import (
+    as_float32_input,
+    output_probabilities,
+    predict_logits,
+    predict_logits_hashed,
+)
 from ._lsh import (
     SELECT_EXACT,
     SELECT_LSH,
@@ -155,9 +160,14 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         Batches before the tables are first rebuilt from the drifting weights.
     rehash_growth : float >= 1, default=1.1
         Each rebuild multiplies the interval by this factor.
-    predict_mode : {'topk', 'dense'}, default='topk'
+    predict_mode : {'auto', 'topk', 'dense', 'hashed'}, default='auto'
         'topk' keeps each hidden layer's ``ceil(sparsity * n)`` largest
-        activations per row, computed exactly and densely; 'dense' keeps all.
+        activations per row, computed exactly and densely; 'dense' keeps all;
+        'hashed' picks them as training did (the selection strategy and hash
+        tables, frozen after fit), which suits models trained with
+        selection='lsh' and saves multiply-adds on very wide layers. 'auto' is
+        'hashed' when some layer trained through hash tables, else 'topk'. All
+        are deterministic per row.
     n_jobs : int or None, default=None
         Threads for the training kernels. None uses every core numba sees (capped
         by OMP_NUM_THREADS when set), or one thread when a batch is too small for
@@ -210,7 +220,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         "n_probes": [Interval(Integral, 1, None, closed="left")],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rehash_growth": [Interval(Real, 1, None, closed="left")],
-        "predict_mode": [StrOptions({"topk", "dense"})],
+        "predict_mode": [StrOptions({"auto", "topk", "dense", "hashed"})],
         "n_jobs": [Integral, None],
     }
 
@@ -248,7 +258,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         n_probes=1,
         rehash_interval=50,
         rehash_growth=1.1,
-        predict_mode="topk",
+        predict_mode="auto",
         n_jobs=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -489,7 +499,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             hyperplanes=[None] * n_layers, offsets=[None] * n_layers, neuron_ids=[None] * n_layers,
         )
         saved = getattr(self, "_hash_state", None)
-        self._rehash_flops = 0
+        network.rehash_flops = 0
         for i in range(n_layers):
             if not network.uses_tables(i):
                 continue  # no random draws either: K and L then change nothing
@@ -502,7 +512,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             else:
                 network.hash_tables_for(i, random_state)
             # (re)build now: the weights may have changed since the tables were saved
-            self._rehash_flops += network.rebuild_tables(i)
+            network.rehash_flops += network.rebuild_tables(i)
         return network
 
     def _selection_mode(self, n_neurons):
@@ -548,7 +558,6 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                     "or the size of your dataset."
                 )
             y_val = self._label_binarizer.inverse_transform(Y_val)
-            X_val = as_float32_input(X_val)
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
@@ -567,7 +576,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         any_sparse = any(network.is_sparse(i) for i in range(network.n_layers))
         seed = int(random_state.randint(0, 2**31 - 1)) if any_sparse else 0
         run = TrainingRun(network, optimizer, kernel_input(X), Y, sample_weight, batch_size,
-                          self.alpha, schedule, seed, self._rehash_flops)
+                          self.alpha, schedule, seed, network.rehash_flops)
         self._best_weights = None
         sample_idx = np.arange(n_samples)
         try:
@@ -632,9 +641,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             self.best_loss_ = self.loss_curve_[-1]
 
     def _track_validation(self, network, X_val, y_val, sw_val):
-        logits = predict_logits(network.weights, network.biases, network.n_active,
-                                self.activation, X_val, self.predict_mode)
-        probabilities = output_probabilities(logits, self.out_activation_ == "softmax")
+        probabilities = self._probabilities(X_val, network)
         y_pred = self._label_binarizer.inverse_transform(probabilities)
         score = accuracy_score(y_val, y_pred, sample_weight=sw_val)
         self.validation_scores_.append(score)
@@ -655,10 +662,41 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse=["csr", "csc"],
                           dtype=(np.float64, np.float32), reset=False)
-        weights = [np.asarray(c, dtype=np.float32) for c in self.coefs_]
-        logits = predict_logits(weights, self.intercepts_, self._n_active, self.activation,
-                                as_float32_input(X), self.predict_mode)
+        return self._probabilities(X)
+
+    def _probabilities(self, X, network=None):
+        """Output probabilities for validated X with the resolved predict_mode.
+
+        ``network`` is the working network during fit (early stopping); by default
+        the fitted model is used.
+        """
+        if network is None:
+            layer_sizes = [X.shape[1]] + [c.shape[1] for c in self.coefs_]
+        else:
+            layer_sizes = network.layer_sizes
+        if self._resolved_predict_mode(layer_sizes) == "hashed":
+            if network is None:
+                network = self._load_network(layer_sizes, check_random_state(0), fresh_weights=False)
+            logits = predict_logits_hashed(network, kernel_input(X))
+        else:
+            if network is None:
+                weights = [np.asarray(c, dtype=np.float32) for c in self.coefs_]
+                biases, n_active = self.intercepts_, self._n_active
+            else:
+                weights, biases, n_active = network.weights, network.biases, network.n_active
+            logits = predict_logits(weights, biases, n_active, self.activation,
+                                    as_float32_input(X), self._resolved_predict_mode(layer_sizes))
         return output_probabilities(logits, self.out_activation_ == "softmax")
+
+    def _resolved_predict_mode(self, layer_sizes):
+        """'auto' predicts through the tables if some sparse layer trained with them."""
+        if self.predict_mode != "auto":
+            return self.predict_mode
+        n_active = active_counts(layer_sizes, self.sparsity)
+        for n, k in zip(layer_sizes[1:-1], n_active):
+            if k < n and self._selection_mode(n) in (SELECT_LSH, SELECT_LSH_RERANK):
+                return "hashed"
+        return "topk"
 
     def predict(self, X):
         """Predict class labels (or label-indicator rows for multilabel targets)."""

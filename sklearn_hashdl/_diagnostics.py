@@ -52,7 +52,8 @@ def _select(network, ws, i, mode, seed):
     _lsh.select_active(
         mode, ws.ids[i], ws.vals[i], ws.cnt[i], W, b, hyperplanes, W.shape[0],
         network.K, network.L, offsets, neuron_ids, network.n_active[i],
-        network.rerank_pool(i), network.n_probes, np.uint64(seed), ws.ids[i + 1], ws.cnt[i + 1],
+        network.rerank_pool(i), network.n_probes, np.uint64(seed), ws.row_keys, ws.ids[i + 1],
+        ws.cnt[i + 1],
         ws.select_cost, ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool, ws.scores,
         ws.cand_scores,
     )

@@ -4,13 +4,18 @@ A network trained with k active neurons per layer expects k active neurons when
 it predicts (DESIGN.md point 8), so mode 'topk' keeps, per row, the k largest
 activations of each hashed layer and zeroes the rest. It is exact and
 deterministic: a row's answer does not depend on the other rows of the call.
-Mode 'dense' computes every neuron. Rows are processed in chunks so that memory
+Mode 'dense' computes every neuron. Mode 'hashed' selects each layer's neurons
+as training did (same strategy, tables rebuilt from the final weights), its random
+choices keyed by the row's content so that it stays row-deterministic. Rows are processed in chunks so that memory
 stays bounded by ``chunk_rows`` times the widest layer.
 """
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
+
+from ._lsh import content_keys
+from ._train import Workspace, forward_batch, input_width
 
 CHUNK_ROWS = 2048
 
@@ -62,6 +67,25 @@ def predict_logits(weights, biases, n_active, activation, X, mode="topk", chunk_
                     keep_top_k(Z, n_active[i])
             A = Z
         out[start : start + A.shape[0]] = A
+    return out
+
+
+def predict_logits_hashed(network, X, chunk_rows=CHUNK_ROWS):
+    """Output logits (float64) with the training-time selection, in row chunks.
+
+    ``X`` is in the training layout (``_train.kernel_input``).
+    """
+    n_rows = X.shape[0]
+    ws = Workspace(network, max(1, min(chunk_rows, n_rows)), input_width(X))
+    keys = np.zeros(ws.cnt[0].shape[0], np.uint64)
+    out = np.empty((n_rows, network.weights[-1].shape[1]), np.float64)
+    for start in range(0, n_rows, chunk_rows):
+        rows = np.arange(start, min(start + chunk_rows, n_rows))
+        B = len(rows)
+        ws.load_inputs(X, rows)
+        content_keys(ws.ids[0][:B], ws.vals[0][:B].view(np.uint32), ws.cnt[0][:B], keys[:B])
+        levels = forward_batch(network, ws, B, 0, keys[:B])
+        out[start : start + B] = levels[-1][1]
     return out
 
 

@@ -30,6 +30,18 @@ def _random_below(state, n):
     return state, np.int64(z % np.uint64(n))
 
 
+@njit(cache=True)
+def content_keys(ids, value_bits, cnt, keys):
+    """A 64-bit hash of each row's (index, value) pairs, so that a row's random
+    choices at prediction time depend on the row alone, not on its position."""
+    for s in range(cnt.shape[0]):
+        h = _GOLDEN
+        for p in range(cnt[s]):
+            word = (np.uint64(ids[s, p]) << np.uint64(32)) | np.uint64(value_bits[s, p])
+            h, _ = _next_random(h ^ word)
+        keys[s] = h | np.uint64(1)
+
+
 def make_hyperplanes(random_state, n_inputs, K, L, mips=False):
     """Random Gaussian hyperplanes, one column per (table, bit); row n_inputs is the bias.
 
@@ -243,7 +255,8 @@ def _top_by_score(ids, scores, n, n_active, row, heap_vals):
 @njit(parallel=True, cache=True)
 def select_active(
     mode, in_ids, in_vals, in_cnt, W, b, hyperplanes, bias_row, K, L, offsets, neuron_ids,
-    n_active, rerank_pool, n_probes, seed, out_ids, out_cnt, cost, count_scratch, cand_scratch,
+    n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost, count_scratch,
+    cand_scratch,
     tie_scratch, proj_scratch, heap_scratch, pool_scratch, score_scratch, cand_score_scratch,
 ):
     """Choose ``n_active`` neurons of layer (W, b) for every sample of the batch.
@@ -254,7 +267,8 @@ def select_active(
     (the reference any selector is measured against); SELECT_RANDOM picks at
     random. A list shorter than n_active is padded with random neurons.
     ``cost[s]`` receives the multiply-adds and table reads spent on sample s.
-    Randomness depends only on ``seed`` and the sample's position.
+    Randomness depends only on ``seed`` and ``row_keys[s]`` (the sample's
+    position in training, a hash of its content in prediction), never on threads.
     """
     n_neurons = W.shape[1]
     for s in prange(in_cnt.shape[0]):
@@ -262,7 +276,7 @@ def select_active(
         count = count_scratch[tid]
         cand = cand_scratch[tid]
         row = out_ids[s]
-        state = np.uint64(seed) ^ (np.uint64(s + 1) * _GOLDEN)
+        state = np.uint64(seed) ^ (row_keys[s] * _GOLDEN)
         state, _ = _next_random(state)
         n_cand = 0
         work = 0

@@ -99,6 +99,8 @@ class Workspace:
         self.scores = _thread_scratch(n_threads, max_out, np.float32)
         self.cand_scores = _thread_scratch(n_threads, max_out, np.float32)
         self.select_cost = np.zeros(B, np.int64)
+        # per-row keys of the selection's random choices: the row's position
+        self.row_keys = np.arange(1, B + 1, dtype=np.uint64)
         self.loss = np.zeros(B, np.float64)
 
     def load_inputs(self, X, rows):
@@ -130,6 +132,38 @@ def input_width(X):
     return max(1, X.shape[1])
 
 
+def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTimer()):
+    """Select and compute every layer's active neurons for the batch in ``ws`` level 0.
+
+    Returns the levels as (ids, values, counts) views; the last level holds the
+    output logits. Selection costs are added to ``flops['sparse']`` when given.
+    """
+    B = n_rows
+    levels = [(ws.ids[i][:B], ws.vals[i][:B], ws.cnt[i][:B]) for i in range(network.n_layers + 1)]
+    for i in range(network.n_layers):
+        W, b = network.weights[i], network.biases[i]
+        in_ids, in_vals, in_cnt = levels[i]
+        out_ids, out_vals, out_cnt = levels[i + 1]
+        if network.is_sparse(i):
+            hyperplanes, offsets, neuron_ids = network.tables(i)
+            _lsh.select_active(
+                network.selection[i], in_ids, in_vals, in_cnt, W, b, hyperplanes,
+                W.shape[0], network.K, network.L, offsets, neuron_ids,
+                network.n_active[i], network.rerank_pool(i), network.n_probes, np.uint64(seed + i),
+                row_keys, out_ids, out_cnt,
+                ws.select_cost[:B], ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool,
+                ws.scores, ws.cand_scores,
+            )
+            if flops is not None:
+                flops["sparse"] += int(ws.select_cost[:B].sum())
+            timer.mark("select (hash, query, score)")
+        is_output = i == network.n_layers - 1
+        activation = 0 if is_output else network.activation_code
+        _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals)
+        timer.mark("forward")
+    return levels
+
+
 def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, flops,
                 timer=_NoTimer()):
     """One step of sparse training on the batch already loaded in ``ws`` level 0.
@@ -140,29 +174,8 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
     """
     B = n_rows
     n_layers = network.n_layers
-    levels = [(ws.ids[i][:B], ws.vals[i][:B], ws.cnt[i][:B]) for i in range(n_layers + 1)]
+    levels = forward_batch(network, ws, B, seed, ws.row_keys[:B], flops, timer)
     weight_sum = float(sample_weight.sum())
-
-    for i in range(n_layers):
-        W, b = network.weights[i], network.biases[i]
-        in_ids, in_vals, in_cnt = levels[i]
-        out_ids, out_vals, out_cnt = levels[i + 1]
-        if network.is_sparse(i):
-            hyperplanes, offsets, neuron_ids = network.tables(i)
-            _lsh.select_active(
-                network.selection[i], in_ids, in_vals, in_cnt, W, b, hyperplanes,
-                W.shape[0], network.K, network.L, offsets, neuron_ids,
-                network.n_active[i], network.rerank_pool(i), network.n_probes, np.uint64(seed + i),
-                out_ids, out_cnt,
-                ws.select_cost[:B], ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool,
-                ws.scores, ws.cand_scores,
-            )
-            flops["sparse"] += int(ws.select_cost[:B].sum())
-            timer.mark("select (hash, query, score)")
-        is_output = i == n_layers - 1
-        activation = 0 if is_output else network.activation_code
-        _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals)
-        timer.mark("forward")
 
     out_delta = ws.delta[n_layers][:B]
     _kernels.output_loss_and_delta(

@@ -18,7 +18,8 @@ EXPECTED_FAILED_CHECKS = {
 
 CONFIGURATIONS = [
     HashMLPClassifier(random_state=0),  # defaults: hidden (100,), 5% active
-    HashMLPClassifier(selection="lsh", K=4, random_state=0),  # the paper's hashed selection
+    # the paper's hashed selection, predicting through the same tables
+    HashMLPClassifier(selection="lsh", K=4, predict_mode="hashed", random_state=0),
     HashMLPClassifier(hidden_layer_sizes=(64, 32), sparsity=0.25, K=4, L=8, solver="sgd",
                       activation="tanh", learning_rate_init=0.05, random_state=0),
     # every neuron active: the dense path (early stopping is left out because,

@@ -31,7 +31,7 @@ def _select(net, ws, seed=7):
     _lsh.select_active(
         net.selection[0], ws.ids[0], ws.vals[0], ws.cnt[0], W, b, net.hyperplanes[0], N_IN,
         net.K, net.L, net.offsets[0], net.neuron_ids[0], K_ACTIVE, net.rerank_pool(0),
-        net.n_probes, np.uint64(seed), ws.ids[1], ws.cnt[1], ws.select_cost, ws.count, ws.cand, ws.ties,
+        net.n_probes, np.uint64(seed), ws.row_keys, ws.ids[1], ws.cnt[1], ws.select_cost, ws.count, ws.cand, ws.ties,
         ws.proj, ws.heap, ws.pool, ws.scores, ws.cand_scores,
     )
     return [ws.ids[1][s, : ws.cnt[1][s]].copy() for s in range(BATCH)]
@@ -129,3 +129,22 @@ def test_auto_selection_depends_on_layer_width():
     assert model._selection_mode(AUTO_EXACT_MAX_WIDTH) == _lsh.SELECT_EXACT
     assert model._selection_mode(AUTO_EXACT_MAX_WIDTH + 1) == _lsh.SELECT_LSH_RERANK
     assert HashMLPClassifier(selection="lsh")._selection_mode(10) == _lsh.SELECT_LSH
+
+
+def test_hashed_prediction_matches_training_selection_and_is_row_deterministic():
+    from sklearn.datasets import load_digits
+
+    from sklearn_hashdl import HashMLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    model = HashMLPClassifier((300,), selection="lsh", K=4, max_iter=5, random_state=0,
+                              predict_mode="hashed").fit(X, y)
+    full = model.predict_proba(X)
+    np.testing.assert_array_equal(model.predict_proba(X[40:57]), full[40:57])
+    np.testing.assert_array_equal(model.predict_proba(X[::-1]), full[::-1])
+    # the same rows through the sparse kernels with exact selection equal top-k BLAS
+    exact = HashMLPClassifier((300,), selection="exact", max_iter=3, random_state=0).fit(X, y)
+    topk = exact.predict_proba(X)
+    np.testing.assert_allclose(exact.set_params(predict_mode="hashed").predict_proba(X), topk,
+                               atol=1e-5)
