@@ -160,14 +160,15 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         Batches before the tables are first rebuilt from the drifting weights.
     rehash_growth : float >= 1, default=1.1
         Each rebuild multiplies the interval by this factor.
-    predict_mode : {'auto', 'topk', 'dense', 'hashed'}, default='auto'
+    predict_mode : {'topk', 'hashed', 'dense', 'auto'}, default='topk'
         'topk' keeps each hidden layer's ``ceil(sparsity * n)`` largest
         activations per row, computed exactly and densely; 'dense' keeps all;
         'hashed' picks them as training did (the selection strategy and hash
         tables, frozen after fit), which suits models trained with
-        selection='lsh' and saves multiply-adds on very wide layers. 'auto' is
-        'hashed' when some layer trained through hash tables, else 'topk'. All
-        are deterministic per row.
+        selection='lsh' on some data (digits: 83% against 71% with 'topk') but
+        not on others (MNIST: 88.6% against 92.5%), and saves multiply-adds on
+        very wide layers. 'auto' is 'hashed' when some layer trained through
+        hash tables, else 'topk'. All are deterministic per row.
     n_jobs : int or None, default=None
         Threads for the training kernels. None uses every core numba sees (capped
         by OMP_NUM_THREADS when set), or one thread when a batch is too small for
@@ -258,7 +259,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         n_probes=1,
         rehash_interval=50,
         rehash_growth=1.1,
-        predict_mode="auto",
+        predict_mode="topk",
         n_jobs=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
