@@ -82,6 +82,7 @@ def main(argv=None):
                         help=f"comma-separated subset of {list(CONFIGS)}")
     parser.add_argument("--selection", default="auto",
                         help="comma-separated HashMLPClassifier selections, one row each")
+    parser.add_argument("--predict-mode", help="HashMLPClassifier predict_mode (default: its default)")
     parser.add_argument("--K", type=int)
     parser.add_argument("--L", type=int)
     parser.add_argument("--out", help="also write the rows as JSON here")
@@ -93,7 +94,8 @@ def main(argv=None):
     unknown = [c for c in names if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configs {unknown}")
-    hash_params = {k: v for k, v in (("K", args.K), ("L", args.L)) if v is not None}
+    hash_params = {k: v for k, v in (("K", args.K), ("L", args.L),
+                                     ("predict_mode", args.predict_mode)) if v is not None}
     selections = [s.strip() for s in args.selection.split(",")]
     data = load_dataset(npz=args.data, max_train_rows=args.train_rows, seed=args.seed)
     print(f"MNIST: train {data[0].shape}, test {data[2].shape}, {args.epochs} epochs, batch 128, "
