@@ -2,12 +2,13 @@
 
 A network trained with k active neurons per layer expects k active neurons when
 it predicts (DESIGN.md point 8), so mode 'topk' keeps, per row, the k largest
-activations of each hashed layer and zeroes the rest. It is exact and
+activations of each sparse layer and zeroes the rest. It is exact and
 deterministic: a row's answer does not depend on the other rows of the call.
 Mode 'dense' computes every neuron. Mode 'hashed' selects each layer's neurons
-as training did (same strategy, tables rebuilt from the final weights), its random
-choices keyed by the row's content so that it stays row-deterministic. Rows are processed in chunks so that memory
-stays bounded by ``chunk_rows`` times the widest layer.
+as training did (same strategy, tables rebuilt from the final weights), its
+random choices keyed by the row's content so that it stays row-deterministic.
+Rows are processed in chunks so that memory stays bounded by ``chunk_rows``
+times the widest layer.
 """
 
 import numpy as np

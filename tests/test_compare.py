@@ -44,7 +44,8 @@ def test_selection_recall_brackets_the_references():
     assert recalls["random"] < recalls["lsh_rerank"] <= 1.0
 
 
-@pytest.mark.skipif(not MNIST.exists(), reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
+@pytest.mark.skipif(not MNIST.exists(),
+                    reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
 def test_bench_mnist_runs_short_on_real_data(capsys):
     import importlib.util
 

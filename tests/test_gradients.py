@@ -71,7 +71,8 @@ def _one_sgd_step(net, X, Y, w):
         for s in range(X.shape[0]):
             mask[s, ws.ids[i + 1][s, : ws.cnt[i + 1][s]]] = 1
         masks.append(mask)
-    grads = [Wb - W for Wb, W in zip(before[0], net.weights)], [bb - b for bb, b in zip(before[1], net.biases)]
+    grads = ([Wb - W for Wb, W in zip(before[0], net.weights)],
+             [bb - b for bb, b in zip(before[1], net.biases)])
     return loss, before, grads, masks
 
 

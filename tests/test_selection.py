@@ -31,8 +31,8 @@ def _select(net, ws, seed=7):
     _lsh.select_active(
         net.selection[0], ws.ids[0], ws.vals[0], ws.cnt[0], W, b, net.hyperplanes[0], N_IN,
         net.K, net.L, net.offsets[0], net.neuron_ids[0], K_ACTIVE, net.rerank_pool(0),
-        net.n_probes, np.uint64(seed), ws.row_keys, ws.ids[1], ws.cnt[1], ws.select_cost, ws.count, ws.cand, ws.ties,
-        ws.proj, ws.heap, ws.pool, ws.scores, ws.cand_scores,
+        net.n_probes, np.uint64(seed), ws.row_keys, ws.ids[1], ws.cnt[1], ws.select_cost,
+        ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool, ws.scores, ws.cand_scores,
     )
     return [ws.ids[1][s, : ws.cnt[1][s]].copy() for s in range(BATCH)]
 
