@@ -2,7 +2,8 @@
 
 HashMLPClassifier drops in where MLPClassifier stood: here a MinMaxScaler and the
 classifier form a Pipeline, GridSearchCV searches the active fraction (sparsity)
-and the hash bits K with two workers, and the best model is compared with a
+and the selection strategy (exact top-k or the paper's hash tables) with two
+workers, and the best model is compared with a
 dense MLPClassifier of the same size on held-out digits.
 
     python examples/plot_pipeline_grid_search.py
@@ -29,7 +30,7 @@ common = dict(hidden_layer_sizes=(512,), max_iter=20, batch_size=64, random_stat
 pipeline = make_pipeline(MinMaxScaler(), HashMLPClassifier(**common))
 grid = {
     "hashmlpclassifier__sparsity": [0.05, 0.1, 0.2],
-    "hashmlpclassifier__K": [4, 6],
+    "hashmlpclassifier__selection": ["auto", "lsh"],
 }
 search = GridSearchCV(pipeline, grid, cv=3, n_jobs=2)
 start = time.perf_counter()
