@@ -21,7 +21,7 @@ from pathlib import Path
 from sklearn.neural_network import MLPClassifier
 
 from sklearn_hashdl import HashMLPClassifier
-from sklearn_hashdl.compare import timed, load_dataset, warm_up
+from sklearn_hashdl.compare import format_columns, load_dataset, timed, warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 
@@ -63,13 +63,10 @@ def run(config_names, data, epochs, seed, selections, hash_params):
 
 
 def format_rows(rows):
-    header = f"{'config':28s} {'accuracy':>8s} {'fit s':>8s} {'dense/hash time':>15s} {'flop_fraction':>13s}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        ratio = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
-        lines.append(f"{r['config']:28s} {r['accuracy']:8.4f} {r['fit_seconds']:8.1f} "
-                     f"{ratio:>15s} {r['flop_fraction']:13.4f}")
-    return "\n".join(lines)
+    return format_columns(rows, [
+        ("config", "config", "s"), ("accuracy", "accuracy", ".4f"), ("fit_seconds", "fit s", ".1f"),
+        ("speedup", "dense/hash time", ".2f"), ("flop_fraction", "flop_fraction", ".4f"),
+    ])
 
 
 def main(argv=None):

@@ -23,7 +23,7 @@ from sklearn.neural_network import MLPClassifier
 
 from sklearn_hashdl import HashMLPClassifier
 from sklearn_hashdl._diagnostics import selection_recall
-from sklearn_hashdl.compare import timed, load_dataset, warm_up
+from sklearn_hashdl.compare import format_columns, load_dataset, timed, warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 
@@ -73,12 +73,11 @@ def run_config(hidden, sparsity, strategies, data, epochs, seed):
 
 
 def format_rows(rows):
-    header = f"{'strategy':28s} {'accuracy':>8s} {'flop frac':>9s} {'fit s':>7s} {'top-k recall':>12s}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r['strategy']:28s} {r['accuracy']:8.4f} {r['flop_fraction']:9.4f} "
-                     f"{r['fit_seconds']:7.1f} {r['recall']:12.3f}")
-    return "\n".join(lines)
+    return format_columns(rows, [
+        ("strategy", "strategy", "s"), ("accuracy", "accuracy", ".4f"),
+        ("flop_fraction", "flop frac", ".4f"), ("fit_seconds", "fit s", ".1f"),
+        ("recall", "top-k recall", ".3f"),
+    ])
 
 
 def main(argv=None):

@@ -50,6 +50,7 @@ class Network:
             mode = _lsh.SELECT_LSH if selection is None else selection
             selection = [mode] * len(weights)
         self.selection = list(selection)
+        self.rehash_flops = 0  # multiply-adds spent building tables when the network was loaded
         self.rerank_factor = rerank_factor
         self.n_probes = n_probes
 

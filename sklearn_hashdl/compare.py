@@ -116,15 +116,33 @@ def compare(X_train, y_train, X_test, y_test, hidden_layer_sizes=(1000,), K=6, L
     return rows
 
 
-def format_table(rows):
-    """A plain-text table of compare()'s rows."""
-    header = (f"{'model':22s} {'accuracy':>8s} {'fit s':>8s} {'predict s':>9s} "
-              f"{'flop_fraction':>13s} {'fit speed-up':>12s}")
+def format_columns(rows, columns):
+    """A plain-text table: ``columns`` is a list of (key, header, format spec).
+
+    The first column is left-aligned text; a value of None prints as '-'.
+    """
+    widths = [max(len(header), 8) for _, header, _ in columns]
+    widths[0] = max([widths[0]] + [len(str(r[columns[0][0]])) for r in rows])
+    header = " ".join(f"{h:{w}s}" if i == 0 else f"{h:>{w}s}"
+                      for i, ((_, h, _), w) in enumerate(zip(columns, widths)))
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['model']:22s} {r['accuracy']:8.4f} {r['fit_seconds']:8.2f} "
-                     f"{r['predict_seconds']:9.3f} {r['flop_fraction']:13.4f} {r['speedup']:11.2f}x")
+        cells = []
+        for i, ((key, _, spec), w) in enumerate(zip(columns, widths)):
+            value = r[key]
+            text = "-" if value is None else format(value, spec)
+            cells.append(f"{text:{w}s}" if i == 0 else f"{text:>{w}s}")
+        lines.append(" ".join(cells))
     return "\n".join(lines)
+
+
+def format_table(rows):
+    """A plain-text table of compare()'s rows."""
+    return format_columns(rows, [
+        ("model", "model", "s"), ("accuracy", "accuracy", ".4f"), ("fit_seconds", "fit s", ".2f"),
+        ("predict_seconds", "predict s", ".3f"), ("flop_fraction", "flop_fraction", ".4f"),
+        ("speedup", "fit speed-up", ".2f"),
+    ])
 
 
 def main(argv=None):
