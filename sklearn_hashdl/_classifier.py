@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import LabelBinarizer
+from sklearn.preprocessing import LabelBinarizer, label_binarize
 from sklearn.utils import check_random_state, shuffle
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
@@ -23,12 +23,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._inference import (
-    as_float32_input,
-    output_probabilities,
-    predict_logits,
-    predict_logits_hashed,
-)
+from ._inference import as_float32_input, hashed_logit_chunks, logit_chunks, output_probabilities
 from ._lsh import (
     SELECT_EXACT,
     SELECT_LSH,
@@ -39,12 +34,17 @@ from ._lsh import (
 )
 from ._network import Network, active_counts, glorot_init
 from ._optim import SparseOptimizer
-from ._train import TrainingRun, kernel_input
+from ._train import Targets, TrainingRun, kernel_input
 
 # selection='auto': layers up to this width score every neuron exactly (a few
 # contiguous AXPYs per active input), wider ones retrieve candidates from the
 # hash tables first. Chosen from benchmarks/bench_speed.py and study_selection.py.
 AUTO_EXACT_MAX_WIDTH = 16384
+
+# sparse_layers='auto': the output layer is hashed too when it has at least this
+# many outputs; below, a dense output layer costs little next to the hidden ones.
+# Chosen from benchmarks/bench_extreme.py.
+AUTO_SPARSE_OUTPUT_MIN_WIDTH = 4096
 
 _OPTIMIZER_PARAMS = (
     "solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
@@ -92,9 +92,12 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     ones that collide most often with the sample's input in ``L`` SimHash tables
     of ``K`` bits (Spring & Shrivastava, KDD 2017). Forward pass, backward pass
     and the optimizer step touch only those neurons, so a fit does roughly a
-    ``sparsity`` fraction of the multiply-adds of dense training. The output
-    layer stays dense. Prediction keeps each hidden layer's ``k`` largest
-    activations per row (``predict_mode='topk'``), as the net was trained.
+    ``sparsity`` fraction of the multiply-adds of dense training. With many
+    classes the output layer is hashed too (``sparse_layers``): each sample
+    trains its true labels plus the selected outputs, under a softmax over that
+    active set. Prediction keeps each hidden layer's ``k`` largest activations
+    per row (``predict_mode='topk'``), as the net was trained, and scores every
+    output.
 
     Parameters shared with :class:`~sklearn.neural_network.MLPClassifier` have
     its names, defaults and meaning; ``solver='lbfgs'`` is not available.
@@ -135,8 +138,22 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         Tables per hashed layer: more tables retrieve more candidates and rank
         them better, at ``K * L`` projections per sample and layer.
     sparsity : float in (0, 1], default=0.05
-        Fraction of each hidden layer's neurons active per sample. 1.0 trains
+        Fraction of each sparse layer's neurons active per sample. 1.0 trains
         the dense network (no hashing).
+    sparse_layers : {'auto', 'hidden', 'output', 'both'}, default='auto'
+        Which layers keep only ``sparsity`` of their neurons per sample.
+        'hidden': every hidden layer, the output layer stays dense. 'output':
+        only the output layer (each sample's true labels are always among its
+        active outputs; the softmax or logistic loss covers the active outputs
+        only). 'both': hidden and output layers. 'auto': 'both' when there are
+        at least AUTO_SPARSE_OUTPUT_MIN_WIDTH outputs, else 'hidden'.
+    multilabel_loss : {'logistic', 'softmax'}, default='logistic'
+        Loss for multilabel targets. 'logistic': one sigmoid per label, as
+        MLPClassifier. 'softmax': one softmax over the labels with the target
+        spread evenly over a sample's true labels (as SLIDE trains extreme
+        multilabel sets); ``predict_proba`` rows then sum to 1 and rank the
+        labels, and ``predict`` returns the labels at least half as probable as
+        the row's most probable one (strictly more than half, and the top one).
     hash_function : {'srp', 'srp_mips'}, default='srp'
         Signed random projections of ``[w, b]`` against ``[x, 1]`` (cosine), or
         with the asymmetric MIPS transform applied to the neurons first.
@@ -215,6 +232,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         "K": [Interval(Integral, 1, 24, closed="both")],
         "L": [Interval(Integral, 1, None, closed="left")],
         "sparsity": [Interval(Real, 0, 1, closed="right")],
+        "sparse_layers": [StrOptions({"auto", "hidden", "output", "both"})],
+        "multilabel_loss": [StrOptions({"logistic", "softmax"})],
         "hash_function": [StrOptions({"srp", "srp_mips"})],
         "selection": [StrOptions(set(SELECTION_MODES) | {"auto"})],
         "rerank_factor": [Interval(Real, 1, None, closed="left")],
@@ -253,6 +272,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         K=6,
         L=10,
         sparsity=0.05,
+        sparse_layers="auto",
+        multilabel_loss="logistic",
         hash_function="srp",
         selection="auto",
         rerank_factor=4.0,
@@ -287,6 +308,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         self.K = K
         self.L = L
         self.sparsity = sparsity
+        self.sparse_layers = sparse_layers
+        self.multilabel_loss = multilabel_loss
         self.hash_function = hash_function
         self.selection = selection
         self.rerank_factor = rerank_factor
@@ -374,7 +397,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
             dtype=(np.float64, np.float32), reset=reset,
         )
-        if y.ndim == 2 and y.shape[1] == 1:
+        if not sp.issparse(y) and y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
@@ -399,20 +422,16 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        Y = self._label_binarizer.transform(y)
-        if sp.issparse(Y):
-            Y = Y.toarray()
-        Y = np.ascontiguousarray(Y, dtype=np.float32)
-        if Y.ndim == 1:
-            Y = Y.reshape(-1, 1)
-        return X, Y
+        # sparse one-hot rows: a dense (n_samples, n_classes) array could be huge
+        Y = label_binarize(y, classes=self.classes_, sparse_output=True).tocsr()
+        return X, y, Y
 
     def _fit(self, X, y, sample_weight, incremental):
         hidden_sizes = self._hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        X, y, Y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
         else:
@@ -436,7 +455,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         optimizer = self._load_optimizer(network, reset=not incremental)
 
         with _numba_threads(self.n_jobs, _work_per_batch(network, X, self.batch_size)):
-            self._fit_stochastic(network, optimizer, X, Y, sample_weight, random_state, incremental)
+            self._fit_stochastic(network, optimizer, X, y, Y, sample_weight, random_state, incremental)
 
         if not all(np.isfinite(W).all() and np.isfinite(b).all()
                    for W, b in zip(network.weights, network.biases)):
@@ -453,7 +472,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         self.t_ = 0
         self.n_outputs_ = layer_sizes[-1]
         self.n_layers_ = len(layer_sizes)
-        if self._label_binarizer.y_type_ == "multiclass":
+        y_type = self._label_binarizer.y_type_
+        if y_type == "multiclass" or (y_type.startswith("multilabel") and self.multilabel_loss == "softmax"):
             self.out_activation_ = "softmax"
         else:
             self.out_activation_ = "logistic"
@@ -490,7 +510,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             weights = [np.array(c, dtype=np.float32, order="C") for c in self.coefs_]
             biases = [np.array(b, dtype=np.float32) for b in self.intercepts_]
-        n_active = active_counts(layer_sizes, self.sparsity)
+        n_active = self._active_counts(layer_sizes)
         network = Network(
             weights, biases, n_active, self.activation,
             softmax=self.out_activation_ == "softmax", K=self.K, L=self.L,
@@ -515,6 +535,14 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             # (re)build now: the weights may have changed since the tables were saved
             network.rehash_flops += network.rebuild_tables(i)
         return network
+
+    def _active_counts(self, layer_sizes):
+        """Neurons kept per sample in each layer, as ``sparse_layers`` decides."""
+        which = self.sparse_layers
+        if which == "auto":
+            which = "both" if layer_sizes[-1] >= AUTO_SPARSE_OUTPUT_MIN_WIDTH else "hidden"
+        return active_counts(layer_sizes, self.sparsity, sparse_hidden=which in ("hidden", "both"),
+                             sparse_output=which in ("output", "both"))
 
     def _selection_mode(self, n_neurons):
         """The selection kernel mode for a layer of n_neurons ('auto' decides by width)."""
@@ -544,13 +572,13 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         }
         self._optimizer_state = optimizer.state
 
-    def _fit_stochastic(self, network, optimizer, X, Y, sample_weight, random_state, incremental):
+    def _fit_stochastic(self, network, optimizer, X, y, Y, sample_weight, random_state, incremental):
         early_stopping = self.early_stopping
         if early_stopping:
             # as MLPClassifier: stratify single-output (binary) targets only
-            stratify = Y.ravel() if self.n_outputs_ == 1 else None
-            X, X_val, Y, Y_val, sample_weight, sw_val = train_test_split(
-                X, Y, sample_weight, random_state=random_state,
+            stratify = y if self.n_outputs_ == 1 else None
+            X, X_val, y, y_val, Y, _, sample_weight, sw_val = train_test_split(
+                X, y, Y, sample_weight, random_state=random_state,
                 test_size=self.validation_fraction, stratify=stratify,
             )
             if X_val.shape[0] < 2:
@@ -558,7 +586,6 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                     "The validation set is too small. Increase 'validation_fraction' "
                     "or the size of your dataset."
                 )
-            y_val = self._label_binarizer.inverse_transform(Y_val)
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
@@ -576,7 +603,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         # which then shuffles exactly as MLPClassifier does
         any_sparse = any(network.is_sparse(i) for i in range(network.n_layers))
         seed = int(random_state.randint(0, 2**31 - 1)) if any_sparse else 0
-        run = TrainingRun(network, optimizer, kernel_input(X), Y, sample_weight, batch_size,
+        # softmax over labels: a multilabel sample's target is spread over its labels
+        targets = Targets.from_indicator(Y, spread=network.softmax)
+        run = TrainingRun(network, optimizer, kernel_input(X), targets, sample_weight, batch_size,
                           self.alpha, schedule, seed, network.rehash_flops)
         self._best_weights = None
         sample_idx = np.arange(n_samples)
@@ -625,7 +654,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn("Training interrupted by user.")
 
         if early_stopping and self._best_weights is not None:
-            network.weights = [W.copy() for W in self._best_weights[0]]
+            network.weights = [W.copy(order="K") for W in self._best_weights[0]]
             network.biases = [b.copy() for b in self._best_weights[1]]
             network.rebuild_all_tables()
         self._best_weights = None
@@ -642,8 +671,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             self.best_loss_ = self.loss_curve_[-1]
 
     def _track_validation(self, network, X_val, y_val, sw_val):
-        probabilities = self._probabilities(X_val, network)
-        y_pred = self._label_binarizer.inverse_transform(probabilities)
+        y_pred = self._predict_validated(X_val, network)
         score = accuracy_score(y_val, y_pred, sample_weight=sw_val)
         self.validation_scores_.append(score)
         if self.verbose:
@@ -654,19 +682,19 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             self._no_improvement_count = 0
         if score > self.best_validation_score_:
             self.best_validation_score_ = score
-            self._best_weights = ([W.copy() for W in network.weights],
+            self._best_weights = ([W.copy(order="K") for W in network.weights],
                                   [b.copy() for b in network.biases])
 
     # --------------------------------------------------------------- prediction
 
-    def _forward(self, X):
+    def _validate_for_predict(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=["csr", "csc"],
-                          dtype=(np.float64, np.float32), reset=False)
-        return self._probabilities(X)
+        return validate_data(self, X, accept_sparse=["csr", "csc"],
+                             dtype=(np.float64, np.float32), reset=False)
 
-    def _probabilities(self, X, network=None):
-        """Output probabilities for validated X with the resolved predict_mode.
+    def _probability_chunks(self, X, network=None):
+        """Yield (first row, output probabilities) for row chunks of validated X,
+        with the resolved predict_mode; memory stays bounded however many classes.
 
         ``network`` is the working network during fit (early stopping); by default
         the fitted model is used.
@@ -675,44 +703,65 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             layer_sizes = [X.shape[1]] + [c.shape[1] for c in self.coefs_]
         else:
             layer_sizes = network.layer_sizes
-        if self._resolved_predict_mode(layer_sizes) == "hashed":
+        mode = self._resolved_predict_mode(layer_sizes)
+        if mode == "hashed":
             if network is None:
                 network = self._load_network(layer_sizes, check_random_state(0), fresh_weights=False)
-            logits = predict_logits_hashed(network, kernel_input(X))
+            chunks = hashed_logit_chunks(network, kernel_input(X))
         else:
             if network is None:
                 weights = [np.asarray(c, dtype=np.float32) for c in self.coefs_]
                 biases, n_active = self.intercepts_, self._n_active
             else:
                 weights, biases, n_active = network.weights, network.biases, network.n_active
-            logits = predict_logits(weights, biases, n_active, self.activation,
-                                    as_float32_input(X), self._resolved_predict_mode(layer_sizes))
-        return output_probabilities(logits, self.out_activation_ == "softmax")
+            chunks = logit_chunks(weights, biases, n_active, self.activation, as_float32_input(X), mode)
+        for start, logits in chunks:
+            yield start, output_probabilities(logits, self.out_activation_ == "softmax")
+
+    def _labels_from_probabilities(self, probabilities):
+        if self.n_outputs_ == 1:
+            probabilities = probabilities.ravel()
+        elif self.out_activation_ == "softmax" and self._label_binarizer.y_type_.startswith("multilabel"):
+            # labels at least half as probable as the row's most probable one: the
+            # softmax ranks labels well, but trained over sampled outputs its
+            # absolute values are not calibrated for a fixed threshold
+            probabilities = probabilities / probabilities.max(axis=1, keepdims=True)
+        return self._label_binarizer.inverse_transform(probabilities)
+
+    def _predict_validated(self, X, network=None):
+        parts = [self._labels_from_probabilities(p) for _, p in self._probability_chunks(X, network)]
+        if not parts:
+            return self._labels_from_probabilities(np.zeros((0, self.n_outputs_)))
+        if sp.issparse(parts[0]):
+            return sp.vstack(parts, format="csr")
+        return np.concatenate(parts)
 
     def _resolved_predict_mode(self, layer_sizes):
         """'auto' predicts through the tables if some sparse layer trained with them."""
         if self.predict_mode != "auto":
             return self.predict_mode
-        n_active = active_counts(layer_sizes, self.sparsity)
-        for n, k in zip(layer_sizes[1:-1], n_active):
+        n_active = self._active_counts(layer_sizes)
+        for n, k in zip(layer_sizes[1:], n_active):
             if k < n and self._selection_mode(n) in (SELECT_LSH, SELECT_LSH_RERANK):
                 return "hashed"
         return "topk"
 
     def predict(self, X):
         """Predict class labels (or label-indicator rows for multilabel targets)."""
-        probabilities = self._forward(X)
-        if self.n_outputs_ == 1:
-            probabilities = probabilities.ravel()
-        return self._label_binarizer.inverse_transform(probabilities)
+        return self._predict_validated(self._validate_for_predict(X))
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``."""
-        probabilities = self._forward(X)
-        if self.n_outputs_ == 1:
-            probabilities = probabilities.ravel()
-            return np.vstack([1 - probabilities, probabilities]).T
-        return probabilities
+        X = self._validate_for_predict(X)
+        out = np.empty((X.shape[0], max(2, self.n_outputs_)))
+        for start, probabilities in self._probability_chunks(X):
+            rows = slice(start, start + probabilities.shape[0])
+            if self.n_outputs_ == 1:
+                out[rows, 0] = 1 - probabilities[:, 0]
+                out[rows, 1] = probabilities[:, 0]
+            else:
+                out[rows] = probabilities
+        return out
 
     def predict_log_proba(self, X):
         """Log of ``predict_proba``."""

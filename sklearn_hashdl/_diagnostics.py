@@ -41,7 +41,7 @@ def selection_recall(estimator, X, max_rows=1024, seed=0):
             k = network.n_active[i]
             hits = [len(np.intersect1d(exact[s, :k], chosen[s, : out_cnt[s]])) for s in range(n_rows)]
             recalls[i] = np.mean(hits) / k
-        _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
+        _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, not network.is_sparse(i),
                                network.activation_code, out_vals)
     return recalls
 
@@ -50,7 +50,7 @@ def _select(network, ws, i, mode, seed):
     W, b = network.weights[i], network.biases[i]
     hyperplanes, offsets, neuron_ids = network.tables(i)
     _lsh.select_active(
-        mode, ws.ids[i], ws.vals[i], ws.cnt[i], W, b, hyperplanes, W.shape[0],
+        mode, ws.ids[i], ws.vals[i], ws.cnt[i], W, False, b, hyperplanes, W.shape[0],
         network.K, network.L, offsets, neuron_ids, network.n_active[i],
         network.rerank_pool(i), network.n_probes, np.uint64(seed), ws.row_keys, ws.ids[i + 1],
         ws.cnt[i + 1],

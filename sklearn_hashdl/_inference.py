@@ -7,8 +7,8 @@ deterministic: a row's answer does not depend on the other rows of the call.
 Mode 'dense' computes every neuron. Mode 'hashed' selects each layer's neurons
 as training did (same strategy, tables rebuilt from the final weights), its
 random choices keyed by the row's content so that it stays row-deterministic.
-Rows are processed in chunks so that memory stays bounded by ``chunk_rows``
-times the widest layer.
+Rows are processed in chunks so that memory stays bounded, however many
+classes the output layer has.
 """
 
 import numpy as np
@@ -18,7 +18,10 @@ from scipy.special import expit
 from ._lsh import content_keys
 from ._train import Workspace, forward_batch, input_width
 
-CHUNK_ROWS = 2048
+# prediction works on row chunks of at most this many rows and about this many
+# values of the widest layer (32 MB of float64), whatever the number of classes
+MAX_CHUNK_ROWS = 2048
+CHUNK_ELEMENTS = 1 << 22
 
 
 def _activate_inplace(Z, activation):
@@ -52,10 +55,15 @@ def output_probabilities(logits, softmax):
     return expit(logits, out=logits)
 
 
-def predict_logits(weights, biases, n_active, activation, X, mode="topk", chunk_rows=CHUNK_ROWS):
-    """Output-layer logits (float64) for X, dense ndarray or CSR, in row chunks."""
+def chunk_rows_for(layer_sizes, budget=CHUNK_ELEMENTS):
+    """Rows per chunk so that one chunk of the widest layer holds about ``budget`` values."""
+    return int(max(1, min(MAX_CHUNK_ROWS, budget // max(layer_sizes))))
+
+
+def logit_chunks(weights, biases, n_active, activation, X, mode="topk"):
+    """Yield (first row, float64 output logits) for row chunks of X (dense or CSR)."""
     n_layers = len(weights)
-    out = np.empty((X.shape[0], weights[-1].shape[1]), np.float64)
+    chunk_rows = chunk_rows_for([W.shape[1] for W in weights])
     for start in range(0, X.shape[0], chunk_rows):
         A = X[start : start + chunk_rows]
         for i in range(n_layers):
@@ -67,27 +75,31 @@ def predict_logits(weights, biases, n_active, activation, X, mode="topk", chunk_
                 if mode == "topk":
                     keep_top_k(Z, n_active[i])
             A = Z
-        out[start : start + A.shape[0]] = A
-    return out
+        yield start, A.astype(np.float64)
 
 
-def predict_logits_hashed(network, X, chunk_rows=CHUNK_ROWS):
-    """Output logits (float64) with the training-time selection, in row chunks.
+def hashed_logit_chunks(network, X):
+    """Yield (first row, float64 output logits) with the training-time selection.
 
-    ``X`` is in the training layout (``_train.kernel_input``).
+    ``X`` is in the training layout (``_train.kernel_input``). With a sparse
+    output layer, outputs the selection left out get a logit of -inf
+    (probability 0).
     """
     n_rows = X.shape[0]
-    ws = Workspace(network, max(1, min(chunk_rows, n_rows)), input_width(X))
-    keys = np.zeros(ws.cnt[0].shape[0], np.uint64)
-    out = np.empty((n_rows, network.weights[-1].shape[1]), np.float64)
+    chunk_rows = min(chunk_rows_for(network.layer_sizes[1:]), max(1, n_rows))
+    ws = Workspace(network, chunk_rows, input_width(X))
+    keys = np.zeros(chunk_rows, np.uint64)
+    n_out = network.layer_sizes[-1]
     for start in range(0, n_rows, chunk_rows):
         rows = np.arange(start, min(start + chunk_rows, n_rows))
         B = len(rows)
         ws.load_inputs(X, rows)
         content_keys(ws.ids[0][:B], ws.vals[0][:B].view(np.uint32), ws.cnt[0][:B], keys[:B])
-        levels = forward_batch(network, ws, B, 0, keys[:B])
-        out[start : start + B] = levels[-1][1]
-    return out
+        ids, vals, cnt = forward_batch(network, ws, B, 0, keys[:B])[-1]
+        logits = np.full((B, n_out), -np.inf)
+        active = np.arange(ids.shape[1]) < cnt[:, None]
+        logits[np.nonzero(active)[0], ids[active]] = vals[active]
+        yield start, logits
 
 
 def as_float32_input(X):

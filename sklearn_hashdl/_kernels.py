@@ -76,13 +76,12 @@ def csr_rows_to_lists(data, indices, indptr, rows, ids, vals, cnt):
 
 
 @njit(parallel=True, cache=True)
-def forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals):
+def forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, activation, out_vals):
     """out_vals[s, q] = act(x_s . W[:, j] + b[j]) for each active neuron j = out_ids[s, q].
 
-    A layer whose every neuron is active (out_cnt == n_out) has out_ids = 0..n-1
-    and takes the contiguous, vectorisable path.
+    A layer whose every neuron is active (``all_active``: out_ids = 0..n-1) takes
+    the contiguous, vectorisable path.
     """
-    n_out = W.shape[1]
     for s in prange(in_cnt.shape[0]):
         k = out_cnt[s]
         z = out_vals[s]
@@ -92,7 +91,7 @@ def forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, o
         for p in range(in_cnt[s]):
             row = W[in_ids[s, p]]
             v = in_vals[s, p]
-            if k == n_out:
+            if all_active:
                 for q in range(k):
                     z[q] += row[q] * v
             else:
@@ -103,45 +102,84 @@ def forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, o
 
 
 @njit(parallel=True, cache=True)
-def output_loss_and_delta(logits, Y, sample_weight, weight_sum, softmax, delta, loss):
-    """Turn output logits into probabilities, per-sample log loss and output deltas.
+def add_true_labels(out_ids, out_cnt, rows, label_ptr, label_ids, mark_scratch):
+    """Append each sample's true labels to its active output neurons if missing.
 
-    ``delta = (p - y) * w_s / sum(w)`` so that the weight gradients below are the
-    gradient of the weighted mean loss, as in sklearn's MLP. ``loss[s]`` is the
-    unweighted log loss of sample s (summed over outputs), computed in float64.
+    A hashed output layer must always train its true labels: they carry the
+    positive gradient. The lists have room for the most labels any row has.
     """
-    n_out = logits.shape[1]
-    eps = np.finfo(np.float32).eps
-    for s in prange(logits.shape[0]):
-        scale = sample_weight[s] / weight_sum
-        total = 0.0
-        if softmax:
-            top = logits[s, 0]
-            for c in range(1, n_out):
-                top = max(top, logits[s, c])
-            norm = 0.0
-            for c in range(n_out):
-                norm += np.exp(np.float64(logits[s, c] - top))
-            for c in range(n_out):
-                p = np.exp(np.float64(logits[s, c] - top)) / norm
-                y = Y[s, c]
-                if y != 0:
-                    total -= y * np.log(min(max(p, eps), 1 - eps))
-                delta[s, c] = (p - y) * scale
-        else:
-            for c in range(n_out):
-                p = 1.0 / (1.0 + np.exp(-np.float64(logits[s, c])))
-                y = Y[s, c]
-                pc = min(max(p, eps), 1 - eps)
-                total -= y * np.log(pc) + (1 - y) * np.log(1 - pc)
-                delta[s, c] = (p - y) * scale
-        loss[s] = total
+    for s in prange(out_cnt.shape[0]):
+        mark = mark_scratch[numba.get_thread_id()]
+        ids = out_ids[s]
+        n = out_cnt[s]
+        for q in range(n):
+            mark[ids[q]] = 1
+        r = rows[s]
+        for e in range(label_ptr[r], label_ptr[r + 1]):
+            j = label_ids[e]
+            if mark[j] == 0:
+                mark[j] = 1
+                ids[n] = j
+                n += 1
+        for q in range(n):
+            mark[ids[q]] = 0
+        out_cnt[s] = n
 
 
 @njit(parallel=True, cache=True)
-def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_delta, in_activation, in_delta):
+def output_loss_and_delta(out_ids, logits, out_cnt, rows, label_ptr, label_ids, label_vals,
+                          sample_weight, weight_sum, softmax, target_scratch, delta, loss):
+    """Turn the active output logits into probabilities, log loss and deltas.
+
+    Sample s's targets are ``label_vals`` at ``label_ids`` over the CSR row
+    ``rows[s]`` of the label matrix (0 elsewhere). The softmax, or the per-output
+    logistic, covers the active outputs only (all of them for a dense output
+    layer): with a hashed output layer it is a sampled softmax over the true
+    labels, the hard negatives the selection found and random ones.
+    ``delta = (p - y) * w_s / sum(w)`` so that the weight gradients are those
+    of the weighted mean loss, as in sklearn's MLP. ``loss[s]`` is sample s's
+    unweighted log loss (summed over the active outputs), in float64.
+    """
+    eps = np.finfo(np.float32).eps
+    for s in prange(out_cnt.shape[0]):
+        y_of = target_scratch[numba.get_thread_id()]
+        r = rows[s]
+        for e in range(label_ptr[r], label_ptr[r + 1]):
+            y_of[label_ids[e]] = label_vals[e]
+        ids = out_ids[s]
+        z = logits[s]
+        k = out_cnt[s]
+        scale = sample_weight[s] / weight_sum
+        total = 0.0
+        if softmax:
+            top = z[0]
+            for q in range(1, k):
+                top = max(top, z[q])
+            norm = 0.0
+            for q in range(k):
+                norm += np.exp(np.float64(z[q] - top))
+            for q in range(k):
+                p = np.exp(np.float64(z[q] - top)) / norm
+                y = y_of[ids[q]]
+                if y != 0:
+                    total -= y * np.log(min(max(p, eps), 1 - eps))
+                delta[s, q] = (p - y) * scale
+        else:
+            for q in range(k):
+                p = 1.0 / (1.0 + np.exp(-np.float64(z[q])))
+                y = y_of[ids[q]]
+                pc = min(max(p, eps), 1 - eps)
+                total -= y * np.log(pc) + (1 - y) * np.log(1 - pc)
+                delta[s, q] = (p - y) * scale
+        loss[s] = total
+        for e in range(label_ptr[r], label_ptr[r + 1]):
+            y_of[label_ids[e]] = 0
+
+
+@njit(parallel=True, cache=True)
+def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, out_delta,
+                   in_activation, in_delta):
     """Deltas of the layer's active inputs from the deltas of its active neurons."""
-    n_out = W.shape[1]
     for s in prange(in_cnt.shape[0]):
         k = out_cnt[s]
         ids = out_ids[s]
@@ -149,13 +187,57 @@ def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_delta, in_a
         for p in range(in_cnt[s]):
             row = W[in_ids[s, p]]
             acc = row[0] * 0
-            if k == n_out:
+            if all_active:
                 for q in range(k):
                     acc += row[q] * delta[q]
             else:
                 for q in range(k):
                     acc += row[ids[q]] * delta[q]
             in_delta[s, p] = acc * _derivative(in_vals[s, p], in_activation)
+
+
+@njit(parallel=True, cache=True)
+def forward_layer_by_neuron(Wt, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals):
+    """forward_layer for neuron-major weights ``Wt`` (n_out, n_in): one short dot
+    product per active neuron over its contiguous row, instead of one scattered
+    read per (input, neuron) pair. Used for a hashed output layer, where a few
+    hundred of tens of thousands of neurons are active."""
+    n_in = Wt.shape[1]
+    for s in prange(in_cnt.shape[0]):
+        ids = out_ids[s]
+        x_ids, x_vals = in_ids[s], in_vals[s]
+        for q in range(out_cnt[s]):
+            row = Wt[ids[q]]
+            acc = b[ids[q]]
+            if in_cnt[s] == n_in:  # every input active: ids are 0..n_in-1, a contiguous dot
+                for p in range(n_in):
+                    acc += row[p] * x_vals[p]
+            else:
+                for p in range(in_cnt[s]):
+                    acc += row[x_ids[p]] * x_vals[p]
+            out_vals[s, q] = _activate(acc, activation)
+
+
+@njit(parallel=True, cache=True)
+def backward_layer_by_neuron(Wt, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_delta,
+                             in_activation, in_delta):
+    """backward_layer for neuron-major weights ``Wt`` (n_out, n_in)."""
+    for s in prange(in_cnt.shape[0]):
+        acc = in_delta[s]
+        x_ids = in_ids[s]
+        for p in range(in_cnt[s]):
+            acc[p] = 0
+        for q in range(out_cnt[s]):
+            row = Wt[out_ids[s, q]]
+            d = out_delta[s, q]
+            if in_cnt[s] == Wt.shape[1]:  # every input active: contiguous
+                for p in range(in_cnt[s]):
+                    acc[p] += row[p] * d
+            else:
+                for p in range(in_cnt[s]):
+                    acc[p] += row[x_ids[p]] * d
+        for p in range(in_cnt[s]):
+            acc[p] *= _derivative(in_vals[s, p], in_activation)
 
 
 @njit(cache=True)
@@ -193,26 +275,40 @@ def invert_lists(ids, cnt, n_ids, row_start, row_sample, row_pos, touched_rows):
 
 
 @njit(cache=True, inline="always")
-def _weight_row_gradient(i, row_start, row_sample, row_pos, in_vals, out_ids, out_cnt,
-                         out_delta, grad, mark, cols):
-    """Sum the batch gradient of input i's weight row into the dense scratch ``grad``.
+def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids, col_cnt,
+                         col_vals, grad, mark, cols):
+    """Sum the batch gradient of weight row i into the dense scratch ``grad``.
 
-    Returns the number of neurons touched, listed in ``cols``.
+    The gradient of weight (input, neuron) is the sum over samples of input
+    value times neuron delta. Row i's samples and positions come from
+    ``invert_lists``; ``row_vals`` holds the row owner's factor and ``col_*`` the
+    lists of the other side: for input-major weights the row is an input
+    (row_vals = input values, columns = active neurons and their deltas), for
+    neuron-major weights a neuron (row_vals = deltas, columns = active inputs).
+    Returns the number of columns touched, listed in ``cols``, or -1 when a
+    sample had every column active (ids 0..width-1): then all columns are
+    touched, and summing contiguously is several times faster.
     """
     n_cols = 0
+    full = False
     for e in range(row_start[i], row_start[i + 1]):
         s = row_sample[e]
-        a = in_vals[s, row_pos[e]]
-        ids = out_ids[s]
-        delta = out_delta[s]
-        for q in range(out_cnt[s]):
+        a = row_vals[s, row_pos[e]]
+        ids = col_ids[s]
+        delta = col_vals[s]
+        if col_cnt[s] == width:
+            full = True
+            for q in range(width):
+                grad[q] += a * delta[q]
+            continue
+        for q in range(col_cnt[s]):
             j = ids[q]
             # branch-free "append j if new": a branch here mispredicts half the time
             cols[n_cols] = j
             n_cols += 1 - mark[j]
             mark[j] = 1
             grad[j] += a * delta[q]
-    return n_cols
+    return -1 if full else n_cols
 
 
 @njit(cache=True, inline="always")
@@ -231,9 +327,10 @@ def _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols):
 
 @njit(cache=True, inline="always")
 def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2, epsilon):
-    """sklearn's Adam rule on the listed entries only; clears the scratch."""
-    for c in range(n_cols):
-        j = cols[c]
+    """sklearn's Adam rule on the listed entries (all when n_cols is -1); clears the scratch."""
+    n = w.shape[0] if n_cols < 0 else n_cols
+    for c in range(n):
+        j = c if n_cols < 0 else cols[c]
         g = grad[j] + l2 * w[j]
         m[j] = beta_1 * m[j] + (1 - beta_1) * g
         v[j] = beta_2 * v[j] + (1 - beta_2) * g * g
@@ -244,9 +341,11 @@ def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2
 
 @njit(cache=True, inline="always")
 def _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, nesterov):
-    """sklearn's SGD-with-momentum rule on the listed entries only; clears the scratch."""
-    for c in range(n_cols):
-        j = cols[c]
+    """sklearn's SGD-with-momentum rule on the listed entries (all when n_cols is -1);
+    clears the scratch."""
+    n = w.shape[0] if n_cols < 0 else n_cols
+    for c in range(n):
+        j = c if n_cols < 0 else cols[c]
         g = grad[j] + l2 * w[j]
         vel[j] = momentum * vel[j] - learning_rate * g
         if nesterov:
@@ -260,21 +359,23 @@ def _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, ne
 @njit(parallel=True, cache=True)
 def adam_update(
     W, b, m_W, v_W, m_b, v_b, touched_rows, n_touched, row_start, row_sample, row_pos,
-    in_vals, out_ids, out_cnt, out_delta, l2, step_size, beta_1, beta_2, epsilon,
-    grad_scratch, mark_scratch, cols_scratch,
+    row_vals, col_ids, col_cnt, col_vals, out_ids, out_cnt, out_delta, l2, step_size,
+    beta_1, beta_2, epsilon, grad_scratch, mark_scratch, cols_scratch,
 ):
     """Lazy Adam: update only the weights and biases the batch touched.
 
-    Rows of W are split over threads by input; ``l2`` is alpha / sum(sample
-    weights) (no penalty on biases, as sklearn); ``step_size`` is the
-    bias-corrected learning rate of sklearn's AdamOptimizer for this step.
+    Rows of W (inputs, or neurons for neuron-major W) are split over threads,
+    see ``_weight_row_gradient``; the biases follow the active neurons
+    ``out_ids`` and their deltas. ``l2`` is alpha / sum(sample weights) (no
+    penalty on biases, as sklearn); ``step_size`` is the bias-corrected learning
+    rate of sklearn's AdamOptimizer for this step.
     """
     for r in prange(n_touched):
         tid = numba.get_thread_id()
         grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
         i = touched_rows[r]
-        n_cols = _weight_row_gradient(i, row_start, row_sample, row_pos, in_vals, out_ids,
-                                      out_cnt, out_delta, grad, mark, cols)
+        n_cols = _weight_row_gradient(i, W.shape[1], row_start, row_sample, row_pos, row_vals,
+                                      col_ids, col_cnt, col_vals, grad, mark, cols)
         _adam_apply(W[i], m_W[i], v_W[i], grad, mark, cols, n_cols, l2, step_size,
                     beta_1, beta_2, epsilon)
     grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
@@ -285,16 +386,17 @@ def adam_update(
 @njit(parallel=True, cache=True)
 def sgd_update(
     W, b, vel_W, vel_b, touched_rows, n_touched, row_start, row_sample, row_pos,
-    in_vals, out_ids, out_cnt, out_delta, l2, learning_rate, momentum, nesterov,
-    grad_scratch, mark_scratch, cols_scratch,
+    row_vals, col_ids, col_cnt, col_vals, out_ids, out_cnt, out_delta, l2, learning_rate,
+    momentum, nesterov, grad_scratch, mark_scratch, cols_scratch,
 ):
-    """Lazy SGD with (Nesterov) momentum on the weights and biases the batch touched."""
+    """Lazy SGD with (Nesterov) momentum on the weights and biases the batch touched
+    (arguments as ``adam_update``)."""
     for r in prange(n_touched):
         tid = numba.get_thread_id()
         grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
         i = touched_rows[r]
-        n_cols = _weight_row_gradient(i, row_start, row_sample, row_pos, in_vals, out_ids,
-                                      out_cnt, out_delta, grad, mark, cols)
+        n_cols = _weight_row_gradient(i, W.shape[1], row_start, row_sample, row_pos, row_vals,
+                                      col_ids, col_cnt, col_vals, grad, mark, cols)
         _sgd_apply(W[i], vel_W[i], grad, mark, cols, n_cols, l2, learning_rate, momentum, nesterov)
     grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
     n_cols = _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols)

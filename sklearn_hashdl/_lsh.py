@@ -216,6 +216,22 @@ def _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores):
 
 
 @njit(cache=True, inline="always")
+def _score_by_neuron(s, Wt, b, in_ids, in_vals, in_cnt, cand, n_cand, scores):
+    """Exact pre-activation of the listed candidates for neuron-major ``Wt`` (n_out, n_in)."""
+    dense_input = in_cnt[s] == Wt.shape[1]  # ids 0..n_in-1: contiguous dots
+    for c in range(n_cand):
+        row = Wt[cand[c]]
+        acc = b[cand[c]]
+        if dense_input:
+            for p in range(in_cnt[s]):
+                acc += row[p] * in_vals[s, p]
+        else:
+            for p in range(in_cnt[s]):
+                acc += row[in_ids[s, p]] * in_vals[s, p]
+        scores[c] = acc
+
+
+@njit(cache=True, inline="always")
 def _top_by_score(ids, scores, n, n_active, row, heap_vals):
     """Write the ids of the n_active largest ``scores[:n]`` into ``row`` (a min-heap)."""
     size = 0
@@ -254,9 +270,9 @@ def _top_by_score(ids, scores, n, n_active, row, heap_vals):
 
 @njit(parallel=True, cache=True)
 def select_active(
-    mode, in_ids, in_vals, in_cnt, W, b, hyperplanes, bias_row, K, L, offsets, neuron_ids,
-    n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost, count_scratch,
-    cand_scratch,
+    mode, in_ids, in_vals, in_cnt, W, neuron_major, b, hyperplanes, bias_row, K, L, offsets,
+    neuron_ids, n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost,
+    count_scratch, cand_scratch,
     tie_scratch, proj_scratch, heap_scratch, pool_scratch, score_scratch, cand_score_scratch,
 ):
     """Choose ``n_active`` neurons of layer (W, b) for every sample of the batch.
@@ -269,8 +285,9 @@ def select_active(
     ``cost[s]`` receives the multiply-adds and table reads spent on sample s.
     Randomness depends only on ``seed`` and ``row_keys[s]`` (the sample's
     position in training, a hash of its content in prediction), never on threads.
+    ``W`` is input-major (n_in, n_out), or (n_out, n_in) when ``neuron_major``.
     """
-    n_neurons = W.shape[1]
+    n_neurons = W.shape[0] if neuron_major else W.shape[1]
     for s in prange(in_cnt.shape[0]):
         tid = numba.get_thread_id()
         count = count_scratch[tid]
@@ -312,7 +329,10 @@ def select_active(
                     count[pool[c]] = 1
                 n_cand = n_pool
             scores = cand_score_scratch[tid]
-            if 4 * n_cand >= n_neurons:
+            if neuron_major:
+                _score_by_neuron(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
+                work += n_cand * in_cnt[s]
+            elif 4 * n_cand >= n_neurons:
                 # many candidates: scoring all neurons with AXPYs is cheaper than gathers
                 all_scores = score_scratch[tid]
                 _score_all(s, W, b, in_ids, in_vals, in_cnt, all_scores)
@@ -330,6 +350,21 @@ def select_active(
             n_out = _pad_with_random(row, n_out, n_active, n_neurons, count, state)
         out_cnt[s] = n_out
         cost[s] = work
+
+
+@njit(parallel=True, cache=True)
+def add_random(out_ids, out_cnt, n_total, n_neurons, seed, row_keys, mark_scratch):
+    """Extend every sample's active list with distinct random neurons to n_total.
+
+    Used by a hashed output layer: uniform negatives keep pushing down the
+    outputs that the selection rarely returns, whose logits would otherwise
+    only ever rise (each class is the true label of some samples).
+    """
+    for s in prange(out_cnt.shape[0]):
+        state = np.uint64(seed) ^ (row_keys[s] * _GOLDEN)
+        state, _ = _next_random(state)
+        out_cnt[s] = _pad_with_random(out_ids[s], out_cnt[s], n_total, n_neurons,
+                                      mark_scratch[numba.get_thread_id()], state)
 
 
 @njit(cache=True)

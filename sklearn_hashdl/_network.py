@@ -15,17 +15,25 @@ from . import _lsh
 from ._kernels import ACTIVATION_CODES
 
 
-def active_counts(layer_sizes, sparsity):
-    """Neurons kept per sample in each layer: ceil(sparsity * n) for hidden layers.
+def active_counts(layer_sizes, sparsity, sparse_hidden=True, sparse_output=False):
+    """Neurons kept per sample in each layer: ceil(sparsity * n) where the layer is
+    sparse, all n where it is dense.
 
-    The output layer is always dense (all classes).
+    A sparse output layer also trains each sample's true labels (added on top).
     """
-    hidden = [min(n, max(1, math.ceil(sparsity * n))) for n in layer_sizes[1:-1]]
-    return hidden + [layer_sizes[-1]]
+    def kept(n, sparse):
+        return min(n, max(1, math.ceil(sparsity * n))) if sparse else n
+
+    hidden = [kept(n, sparse_hidden) for n in layer_sizes[1:-1]]
+    return hidden + [kept(layer_sizes[-1], sparse_output)]
 
 
 class Network:
-    """Weights ``W[i]`` (n_in, n_out) float32 C-contiguous, biases, and LSH tables.
+    """Weights ``W[i]`` (n_in, n_out) float32, biases, and LSH tables.
+
+    ``W[i]`` is C-contiguous (input-major), except for a hashed output layer:
+    there it is the transpose of a C-contiguous (n_out, n_in) array
+    (neuron-major); ``kernel_weights`` gives the kernels' view.
 
     Layer i is hashed when it keeps fewer neurons than it has; then
     ``hyperplanes[i]``, ``offsets[i]`` and ``neuron_ids[i]`` hold its tables,
@@ -35,9 +43,16 @@ class Network:
     def __init__(self, weights, biases, n_active, activation, softmax, K, L, mips,
                  hyperplanes, offsets, neuron_ids, selection=None, rerank_factor=4.0,
                  n_probes=1):
-        self.weights = weights
         self.biases = biases
         self.n_active = n_active
+        # a hashed output layer keeps its weights neuron-major (each neuron's row
+        # contiguous): it reads a few hundred of many thousands of neurons per
+        # sample, and scattered reads of input-major rows cost ten times more
+        n_layers = len(weights)
+        self.neuron_major = [i == n_layers - 1 and n_active[i] < weights[i].shape[1]
+                             for i in range(n_layers)]
+        self.weights = [np.asfortranarray(W) if by_neuron else np.ascontiguousarray(W)
+                        for W, by_neuron in zip(weights, self.neuron_major)]
         self.activation = activation
         self.activation_code = ACTIVATION_CODES[activation]
         self.softmax = softmax
@@ -54,6 +69,10 @@ class Network:
         self.rerank_factor = rerank_factor
         self.n_probes = n_probes
 
+    # a sparse output layer selects this fraction of its active outputs; the rest
+    # are uniform random negatives (see _lsh.add_random)
+    output_selected_fraction = 0.5
+
     @property
     def n_layers(self):
         return len(self.weights)
@@ -62,9 +81,22 @@ class Network:
     def layer_sizes(self):
         return [self.weights[0].shape[0]] + [W.shape[1] for W in self.weights]
 
+    def kernel_weights(self, i):
+        """Layer i's weights as the kernels take them: (n_in, n_out) C-contiguous, or
+        (n_out, n_in) C-contiguous for a neuron-major layer (a view either way)."""
+        W = self.weights[i].T if self.neuron_major[i] else self.weights[i]
+        assert W.flags.c_contiguous
+        return W
+
     def rerank_pool(self, i):
         """Most candidates layer i scores exactly when re-ranking."""
-        return int(min(self.weights[i].shape[1], math.ceil(self.rerank_factor * self.n_active[i])))
+        return int(min(self.weights[i].shape[1], math.ceil(self.rerank_factor * self.n_selected(i))))
+
+    def n_selected(self, i):
+        """Active neurons of layer i chosen by its selection strategy (the rest are random)."""
+        if i == self.n_layers - 1 and self.is_sparse(i):
+            return max(1, int(round(self.output_selected_fraction * self.n_active[i])))
+        return self.n_active[i]
 
     def is_sparse(self, i):
         """Does layer i keep only some of its neurons per sample?"""

@@ -54,29 +54,40 @@ class SparseOptimizer:
             / (1 - p["beta_1"] ** t)
         )
 
-    def update_layer(self, layer, W, b, step_size, l2, index, in_vals, outputs, out_delta, scratch):
+    def update_layer(self, layer, W, b, step_size, l2, index, row_vals, columns, outputs, scratch,
+                     neuron_major=False):
         """Apply the batch gradient of one layer to the weights it touched.
 
-        ``index`` groups the batch by input (see ``_kernels.invert_lists``);
-        ``outputs`` are the layer's active-neuron lists (ids, counts).
+        ``W`` is the C-contiguous weight matrix as the kernels see it (rows are
+        inputs, or neurons when ``neuron_major``); ``index`` groups the batch by
+        row (see ``_kernels.invert_lists``) and ``row_vals`` holds each row
+        owner's factor; ``columns`` are the other side's lists (ids, counts,
+        values) and ``outputs`` the layer's active neurons (ids, counts, deltas)
+        for the biases. See ``_kernels._weight_row_gradient``.
         """
         touched_rows, n_touched, row_start, row_sample, row_pos = index
-        out_ids, out_cnt = outputs
+        col_ids, col_cnt, col_vals = columns
+        out_ids, out_cnt, out_delta = outputs
         grad, mark, cols = scratch
         s, p = self.state, self.params
+
+        def state(name):
+            # moments are stored like the weights: kernels see them the same way
+            return s[name][layer].T if neuron_major else s[name][layer]
+
+        lists = (touched_rows, n_touched, row_start, row_sample, row_pos,
+                 row_vals, col_ids, col_cnt, col_vals, out_ids, out_cnt, out_delta)
         if self.solver == "adam":
             _kernels.adam_update(
-                W, b, s["m_W"][layer], s["v_W"][layer], s["m_b"][layer], s["v_b"][layer],
-                touched_rows, n_touched, row_start, row_sample, row_pos,
-                in_vals, out_ids, out_cnt, out_delta, np.float32(l2), np.float32(step_size),
+                W, b, state("m_W"), state("v_W"), s["m_b"][layer], s["v_b"][layer], *lists,
+                np.float32(l2), np.float32(step_size),
                 np.float32(p["beta_1"]), np.float32(p["beta_2"]), np.float32(p["epsilon"]),
                 grad, mark, cols,
             )
         else:
             _kernels.sgd_update(
-                W, b, s["vel_W"][layer], s["vel_b"][layer],
-                touched_rows, n_touched, row_start, row_sample, row_pos,
-                in_vals, out_ids, out_cnt, out_delta, np.float32(l2), np.float32(step_size),
+                W, b, state("vel_W"), s["vel_b"][layer], *lists,
+                np.float32(l2), np.float32(step_size),
                 np.float32(p["momentum"]), bool(p["nesterovs_momentum"]),
                 grad, mark, cols,
             )

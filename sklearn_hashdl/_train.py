@@ -54,16 +54,46 @@ class SparseRows(NamedTuple):
     shape: tuple
 
 
+class Targets(NamedTuple):
+    """Training targets as a CSR label matrix: sample r's labels are
+    ``ids[ptr[r]:ptr[r + 1]]`` with target values ``values[...]`` (0 elsewhere).
+
+    No (n_samples, n_classes) array is ever needed, however many classes.
+    """
+
+    ptr: np.ndarray
+    ids: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def from_indicator(cls, Y, spread=False):
+        """From a label-indicator matrix (dense or sparse); with ``spread`` each
+        row's targets are 1 / (its number of labels), a distribution for softmax."""
+        Y = sp.csr_matrix(Y)
+        Y.eliminate_zeros()
+        values = np.ones(Y.nnz, np.float32)
+        if spread:
+            per_row = np.diff(Y.indptr)
+            values /= np.repeat(per_row, per_row).astype(np.float32)
+        return cls(Y.indptr.astype(np.int64), Y.indices.astype(np.int32), values)
+
+    def max_per_row(self):
+        return int(np.diff(self.ptr).max(initial=0))
+
+
 class Workspace:
     """Buffers for batches of at most ``batch_size`` rows.
 
     Level 0 holds the batch input as lists of non-zeros (width ``input_width``);
-    level i + 1 holds layer i's active neurons and their activations.
+    level i + 1 holds layer i's active neurons and their activations. A sparse
+    output layer gets room for ``max_labels`` true labels per sample on top.
     """
 
-    def __init__(self, network, batch_size, input_width):
+    def __init__(self, network, batch_size, input_width, max_labels=0):
         n_threads = numba.config.NUMBA_NUM_THREADS
         widths = [input_width] + list(network.n_active)
+        if network.is_sparse(network.n_layers - 1):
+            widths[-1] = min(network.layer_sizes[-1], widths[-1] + max_labels)
         B = batch_size
         self.ids = [np.zeros((B, w), np.int32) for w in widths]
         self.vals = [np.zeros((B, w), np.float32) for w in widths]
@@ -77,17 +107,18 @@ class Workspace:
                 self.ids[i + 1][:] = np.arange(n, dtype=np.int32)
                 self.cnt[i + 1][:] = n
         sizes = network.layer_sizes
-        max_in, max_out = max(sizes[:-1]), max(sizes[1:])
-        max_in_width = max(widths[:-1])
-        # inverted index (input -> samples), shared by the layers in turn
-        self.row_start = np.zeros(max_in + 1, np.int64)
-        self.row_sample = np.zeros(B * max_in_width, np.int32)
-        self.row_pos = np.zeros(B * max_in_width, np.int32)
-        self.touched = np.zeros(max_in, np.int32)
-        # per-thread scratch of the update kernels, indexed by neuron
-        self.grad = _thread_scratch(n_threads, max_out, np.float32)
-        self.mark = _thread_scratch(n_threads, max_out, np.uint8)
-        self.cols = _thread_scratch(n_threads, max_out, np.int32)
+        max_size, max_out = max(sizes), max(sizes[1:])
+        max_width = max(widths)
+        # inverted index (weight row -> samples), shared by the layers in turn
+        self.row_start = np.zeros(max_size + 1, np.int64)
+        self.row_sample = np.zeros(B * max_width, np.int32)
+        self.row_pos = np.zeros(B * max_width, np.int32)
+        self.touched = np.zeros(max_size, np.int32)
+        # per-thread scratch of the update kernels, indexed by weight column
+        self.grad = _thread_scratch(n_threads, max_size, np.float32)
+        self.target = _thread_scratch(n_threads, max_out, np.float32)
+        self.mark = _thread_scratch(n_threads, max_size, np.uint8)
+        self.cols = _thread_scratch(n_threads, max_size, np.int32)
         # per-thread scratch of the selection kernel
         n_planes = network.K * network.L
         self.count = _thread_scratch(n_threads, max_out, np.int32)
@@ -132,55 +163,71 @@ def input_width(X):
     return max(1, X.shape[1])
 
 
-def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTimer()):
+def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTimer(), labels=None):
     """Select and compute every layer's active neurons for the batch in ``ws`` level 0.
 
     Returns the levels as (ids, values, counts) views; the last level holds the
     output logits. Selection costs are added to ``flops['sparse']`` when given.
+    In training, ``labels`` = (Targets, batch rows): a sparse output layer then
+    always includes each sample's true labels.
     """
     B = n_rows
     levels = [(ws.ids[i][:B], ws.vals[i][:B], ws.cnt[i][:B]) for i in range(network.n_layers + 1)]
     for i in range(network.n_layers):
-        W, b = network.weights[i], network.biases[i]
+        W, b = network.kernel_weights(i), network.biases[i]
+        n_in, n_out = network.weights[i].shape
         in_ids, in_vals, in_cnt = levels[i]
         out_ids, out_vals, out_cnt = levels[i + 1]
+        is_output = i == network.n_layers - 1
         if network.is_sparse(i):
             hyperplanes, offsets, neuron_ids = network.tables(i)
             _lsh.select_active(
-                network.selection[i], in_ids, in_vals, in_cnt, W, b, hyperplanes,
-                W.shape[0], network.K, network.L, offsets, neuron_ids,
-                network.n_active[i], network.rerank_pool(i), network.n_probes, np.uint64(seed + i),
+                network.selection[i], in_ids, in_vals, in_cnt, W, network.neuron_major[i], b,
+                hyperplanes, n_in, network.K, network.L, offsets, neuron_ids,
+                network.n_selected(i), network.rerank_pool(i), network.n_probes, np.uint64(seed + i),
                 row_keys, out_ids, out_cnt,
                 ws.select_cost[:B], ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool,
                 ws.scores, ws.cand_scores,
             )
+            if network.n_selected(i) < network.n_active[i]:
+                _lsh.add_random(out_ids, out_cnt, network.n_active[i], n_out,
+                                np.uint64(seed + i + 500), row_keys, ws.mark)
             if flops is not None:
                 flops["sparse"] += int(ws.select_cost[:B].sum())
+            if is_output and labels is not None:
+                targets, rows = labels
+                _kernels.add_true_labels(out_ids, out_cnt, rows, targets.ptr, targets.ids, ws.mark)
             timer.mark("select (hash, query, score)")
-        is_output = i == network.n_layers - 1
         activation = 0 if is_output else network.activation_code
-        _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals)
+        if network.neuron_major[i]:
+            _kernels.forward_layer_by_neuron(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
+                                             activation, out_vals)
+        else:
+            _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
+                                   not network.is_sparse(i), activation, out_vals)
         timer.mark("forward")
     return levels
 
 
-def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, flops,
+def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, seed, flops,
                 timer=_NoTimer()):
     """One step of sparse training on the batch already loaded in ``ws`` level 0.
 
-    Returns the batch's weighted mean log loss (without the L2 term); adds the
-    multiply-adds done and those of dense training to ``flops`` ('sparse', 'dense');
-    ``timer`` is marked after each phase.
+    ``rows`` are the batch's rows of ``targets`` (int64), ``sample_weight``
+    their weights. Returns the batch's weighted mean log loss (without the L2
+    term); adds the multiply-adds done and those of dense training to ``flops``
+    ('sparse', 'dense'); ``timer`` is marked after each phase.
     """
-    B = n_rows
+    B = len(rows)
     n_layers = network.n_layers
-    levels = forward_batch(network, ws, B, seed, ws.row_keys[:B], flops, timer)
+    levels = forward_batch(network, ws, B, seed, ws.row_keys[:B], flops, timer, (targets, rows))
     weight_sum = float(sample_weight.sum())
 
     out_delta = ws.delta[n_layers][:B]
+    out_ids, logits, out_cnt = levels[n_layers]
     _kernels.output_loss_and_delta(
-        levels[n_layers][1], Y, sample_weight, np.float32(weight_sum),
-        network.softmax, out_delta, ws.loss[:B],
+        out_ids, logits, out_cnt, rows, targets.ptr, targets.ids, targets.values,
+        sample_weight, np.float32(weight_sum), network.softmax, ws.target, out_delta, ws.loss[:B],
     )
     loss = float(np.dot(ws.loss[:B], sample_weight)) / weight_sum
     timer.mark("loss")
@@ -188,25 +235,34 @@ def train_batch(network, ws, optimizer, n_rows, Y, sample_weight, alpha, seed, f
     for i in range(n_layers - 1, 0, -1):
         in_ids, in_vals, in_cnt = levels[i]
         out_ids, _, out_cnt = levels[i + 1]
-        _kernels.backward_layer(
-            network.weights[i], in_ids, in_vals, in_cnt, out_ids, out_cnt,
-            ws.delta[i + 1][:B], network.activation_code, ws.delta[i][:B],
-        )
+        lists = (in_ids, in_vals, in_cnt, out_ids, out_cnt)
+        if network.neuron_major[i]:
+            _kernels.backward_layer_by_neuron(network.kernel_weights(i), *lists, ws.delta[i + 1][:B],
+                                              network.activation_code, ws.delta[i][:B])
+        else:
+            _kernels.backward_layer(network.kernel_weights(i), *lists, not network.is_sparse(i),
+                                    ws.delta[i + 1][:B], network.activation_code, ws.delta[i][:B])
     timer.mark("backward")
 
     step_size = optimizer.begin_batch()
     l2 = alpha / weight_sum
     scratch = (ws.grad, ws.mark, ws.cols)
     for i in range(n_layers):
-        W, b = network.weights[i], network.biases[i]
+        W, b = network.kernel_weights(i), network.biases[i]
         in_ids, in_vals, in_cnt = levels[i]
-        out_ids, _, out_cnt = levels[i + 1]
+        inputs = (in_ids, in_cnt, in_vals)
+        outputs = (levels[i + 1][0], levels[i + 1][2], ws.delta[i + 1][:B])  # ids, counts, deltas
+        # group the batch by weight row: by input, or by neuron for neuron-major W
+        if network.neuron_major[i]:
+            (row_ids, row_cnt, row_vals), columns = outputs, inputs
+        else:
+            (row_ids, row_cnt, row_vals), columns = inputs, outputs
         n_touched = _kernels.invert_lists(
-            in_ids, in_cnt, W.shape[0], ws.row_start, ws.row_sample, ws.row_pos, ws.touched
+            row_ids, row_cnt, W.shape[0], ws.row_start, ws.row_sample, ws.row_pos, ws.touched
         )
         index = (ws.touched, n_touched, ws.row_start, ws.row_sample, ws.row_pos)
-        optimizer.update_layer(i, W, b, step_size, l2, index, in_vals, (out_ids, out_cnt),
-                               ws.delta[i + 1][:B], scratch)
+        optimizer.update_layer(i, W, b, step_size, l2, index, row_vals, columns, outputs, scratch,
+                               network.neuron_major[i])
     timer.mark("update")
 
     for i in range(n_layers):
@@ -227,12 +283,12 @@ class TrainingRun:
     penalty 0.5 * alpha * |W|^2 per batch (computed once, at the epoch's end).
     """
 
-    def __init__(self, network, optimizer, X, Y, sample_weight, batch_size, alpha, schedule,
+    def __init__(self, network, optimizer, X, targets, sample_weight, batch_size, alpha, schedule,
                  seed, initial_flops=0):
         self.network, self.optimizer, self.schedule = network, optimizer, schedule
-        self.X, self.Y, self.sample_weight = X, Y, sample_weight
+        self.X, self.targets, self.sample_weight = X, targets, sample_weight
         self.batch_size, self.alpha = batch_size, alpha
-        self.workspace = Workspace(network, batch_size, input_width(X))
+        self.workspace = Workspace(network, batch_size, input_width(X), targets.max_per_row())
         self.seed = seed
         self.n_batches = 0
         self.flops = {"sparse": initial_flops, "dense": 0}
@@ -255,7 +311,7 @@ class TrainingRun:
             # a distinct seed per batch, spread far apart for the per-layer offsets
             seed = self.seed + 1000 * self.n_batches
             self.n_batches += 1
-            loss = train_batch(network, ws, self.optimizer, len(rows), self.Y[rows], weights,
+            loss = train_batch(network, ws, self.optimizer, self.targets, rows, weights,
                                self.alpha, seed, self.flops, self.timer)
             loss_sum += loss * len(rows)
             l2_batches += len(rows) / float(weights.sum())

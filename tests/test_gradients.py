@@ -12,7 +12,7 @@ import pytest
 
 from sklearn_hashdl._network import Network, active_counts, glorot_init
 from sklearn_hashdl._optim import SparseOptimizer
-from sklearn_hashdl._train import Workspace, train_batch
+from sklearn_hashdl._train import Targets, Workspace, train_batch
 
 ACT = {
     "tanh": np.tanh,
@@ -22,11 +22,12 @@ ACT = {
 }
 
 
-def _network(layer_sizes, sparsity, activation, softmax, seed=0):
+def _network(layer_sizes, sparsity, activation, softmax, seed=0, sparse_output=False):
     rng = np.random.RandomState(seed)
     pairs = [glorot_init(rng, a, b, activation) for a, b in zip(layer_sizes, layer_sizes[1:])]
     n_layers = len(pairs)
-    net = Network([W for W, _ in pairs], [b for _, b in pairs], active_counts(layer_sizes, sparsity),
+    n_active = active_counts(layer_sizes, sparsity, sparse_output=sparse_output)
+    net = Network([W for W, _ in pairs], [b for _, b in pairs], n_active,
                   activation, softmax, K=3, L=4, mips=False, hyperplanes=[None] * n_layers,
                   offsets=[None] * n_layers, neuron_ids=[None] * n_layers)
     for i in range(n_layers):
@@ -36,8 +37,9 @@ def _network(layer_sizes, sparsity, activation, softmax, seed=0):
     return net
 
 
-def _masked_loss(weights, biases, masks, activation, softmax, X, Y, w):
-    """Weighted mean log loss of the network whose hidden neurons outside masks are 0."""
+def _masked_loss(weights, biases, masks, activation, softmax, X, Y, w, out_mask=None):
+    """Weighted mean log loss of the network whose hidden neurons outside masks are 0,
+    over the outputs in ``out_mask`` only (all by default)."""
     A = X.astype(np.float64)
     for i, (W, b) in enumerate(zip(weights, biases)):
         Z = A @ W + b
@@ -45,13 +47,16 @@ def _masked_loss(weights, biases, masks, activation, softmax, X, Y, w):
             A = ACT[activation](Z) * masks[i]
         else:
             A = Z
+    if out_mask is None:
+        out_mask = np.ones(A.shape, bool)
     if softmax:
+        A = np.where(out_mask, A, -np.inf)
         Z = A - A.max(axis=1, keepdims=True)
         logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
-        per_sample = -(Y * logp).sum(axis=1)
+        per_sample = -(Y * np.where(out_mask, logp, 0)).sum(axis=1)
     else:
         logp, log1mp = -np.logaddexp(0, -A), -np.logaddexp(0, A)
-        per_sample = -(Y * logp + (1 - Y) * log1mp).sum(axis=1)
+        per_sample = -(out_mask * (Y * logp + (1 - Y) * log1mp)).sum(axis=1)
     return float(np.dot(per_sample, w) / w.sum())
 
 
@@ -59,14 +64,15 @@ def _one_sgd_step(net, X, Y, w):
     params = dict(solver="sgd", learning_rate="constant", learning_rate_init=1.0, power_t=0.5,
                   momentum=0.0, nesterovs_momentum=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
     optimizer = SparseOptimizer(params, SparseOptimizer.new_state(params, net.weights, net.biases))
-    ws = Workspace(net, X.shape[0], X.shape[1])
+    targets = Targets.from_indicator(Y)
+    ws = Workspace(net, X.shape[0], X.shape[1], targets.max_per_row())
     rows = np.arange(X.shape[0])
     ws.load_inputs(np.ascontiguousarray(X, dtype=np.float32), rows)
     before = [W.astype(np.float64) for W in net.weights], [b.astype(np.float64) for b in net.biases]
-    loss = train_batch(net, ws, optimizer, X.shape[0], Y.astype(np.float32), w.astype(np.float32),
+    loss = train_batch(net, ws, optimizer, targets, rows, w.astype(np.float32),
                        0.0, 123, {"sparse": 0, "dense": 0})
     masks = []
-    for i in range(net.n_layers - 1):
+    for i in range(net.n_layers):
         mask = np.zeros((X.shape[0], net.weights[i].shape[1]))
         for s in range(X.shape[0]):
             mask[s, ws.ids[i + 1][s, : ws.cnt[i + 1][s]]] = 1
@@ -120,3 +126,42 @@ def test_inactive_weights_do_not_move():
     assert never_active.any()
     assert np.all(gW[0][:, never_active] == 0) and np.all(gb[0][never_active] == 0)
     assert np.all(gW[1][never_active] == 0)
+
+
+@pytest.mark.parametrize("softmax", [True, False])
+def test_hashed_output_layer_gradients_match_finite_differences(softmax):
+    """A sparse (neuron-major) output layer: the loss covers the active outputs, which
+    always include the true labels, and only their weights move."""
+    rng = np.random.RandomState(3)
+    layer_sizes = [10, 12, 40]
+    net = _network(layer_sizes, 0.2, "tanh", softmax, sparse_output=True)
+    assert net.neuron_major == [False, True]
+    X = rng.randn(7, 10) * (rng.rand(7, 10) < 0.7)
+    Y = np.eye(40)[rng.randint(0, 40, 7)] if softmax else (rng.rand(7, 40) < 0.1).astype(float)
+    w = rng.rand(7) + 0.5
+    loss, (W0, b0), (gW, gb), masks = _one_sgd_step(net, X, Y, w)
+    hidden_masks, out_mask = masks[:-1], masks[-1].astype(bool)
+    assert np.all(out_mask[Y > 0])  # the true labels are always active
+    assert np.all(out_mask.sum(axis=1) >= net.n_active[-1])
+    assert np.all(out_mask.sum(axis=1) < 40)
+    assert loss == pytest.approx(
+        _masked_loss(W0, b0, hidden_masks, "tanh", softmax, X, Y, w, out_mask), rel=1e-5)
+    never_active = ~out_mask.any(axis=0)
+    assert never_active.any() and np.all(gW[1][:, never_active] == 0)
+    eps = 1e-5
+    for layer in range(2):
+        for index in np.ndindex(*W0[layer].shape):
+            Wp = [W.copy() for W in W0]
+            Wm = [W.copy() for W in W0]
+            Wp[layer][index] += eps
+            Wm[layer][index] -= eps
+            fd = (_masked_loss(Wp, b0, hidden_masks, "tanh", softmax, X, Y, w, out_mask)
+                  - _masked_loss(Wm, b0, hidden_masks, "tanh", softmax, X, Y, w, out_mask)) / (2 * eps)
+            assert gW[layer][index] == pytest.approx(fd, abs=2e-5, rel=2e-3), (layer, index)
+    for j in range(40):
+        bp, bm = [b.copy() for b in b0], [b.copy() for b in b0]
+        bp[1][j] += eps
+        bm[1][j] -= eps
+        fd = (_masked_loss(W0, bp, hidden_masks, "tanh", softmax, X, Y, w, out_mask)
+              - _masked_loss(W0, bm, hidden_masks, "tanh", softmax, X, Y, w, out_mask)) / (2 * eps)
+        assert gb[1][j] == pytest.approx(fd, abs=2e-5, rel=2e-3), j

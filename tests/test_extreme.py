@@ -1,0 +1,113 @@
+"""Many classes and multilabel targets with a hashed (sparse) output layer."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+
+from sklearn_hashdl import (
+    HashMLPClassifier,
+    _classifier,
+    _inference,
+    make_precision_at_k_scorer,
+    make_prototype_classification,
+    precision_at_k,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _many_classes(n_classes=300, rows_per_class=4, seed=0):
+    X, y = make_prototype_classification(n_samples=n_classes * rows_per_class, n_classes=n_classes,
+                                         n_features=3000, random_state=seed, shuffle=False)
+    # rows come grouped by class: the last row of each class is the test row
+    test = np.zeros(len(y), bool)
+    test[rows_per_class - 1 :: rows_per_class] = True
+    return X[~test], y[~test], X[test], y[test]
+
+
+@pytest.mark.parametrize("selection", ["exact", "lsh_rerank", "lsh"])
+def test_hashed_output_layer_learns_many_classes(selection):
+    X, y, X_test, y_test = _many_classes()
+    clf = HashMLPClassifier((64,), sparse_layers="output", sparsity=0.1, selection=selection,
+                            max_iter=15, random_state=0).fit(X, y)
+    assert clf._n_active.tolist() == [64, 30]  # dense hidden layer, 30 of 300 outputs
+    assert 0.05 < clf.active_fraction_[1] < 0.2  # the true labels are added on top
+    assert clf.score(X_test, y_test) > 0.7  # the dense network gets 0.82, chance 0.003
+    proba = clf.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(clf.predict(X_test), clf.classes_[proba.argmax(axis=1)])
+
+
+def test_auto_hashes_the_output_layer_from_a_width(monkeypatch):
+    X, y, _, _ = _many_classes(n_classes=50, rows_per_class=3)
+    monkeypatch.setattr(_classifier, "AUTO_SPARSE_OUTPUT_MIN_WIDTH", 50)
+    clf = HashMLPClassifier((20,), sparsity=0.2, max_iter=2, random_state=0).fit(X, y)
+    assert clf._n_active.tolist() == [4, 10]
+    monkeypatch.setattr(_classifier, "AUTO_SPARSE_OUTPUT_MIN_WIDTH", 51)
+    clf = HashMLPClassifier((20,), sparsity=0.2, max_iter=2, random_state=0).fit(X, y)
+    assert clf._n_active.tolist() == [4, 50]
+    clf.set_params(sparse_layers="both").fit(X, y)
+    assert clf._n_active.tolist() == [4, 10]
+    clf.set_params(sparse_layers="hidden").fit(X, y)
+    assert clf._n_active.tolist() == [4, 50]
+
+
+def test_prediction_in_small_chunks_equals_one_chunk(monkeypatch):
+    X, y, X_test, _ = _many_classes(n_classes=100, rows_per_class=3)
+    for mode in ("topk", "hashed"):
+        clf = HashMLPClassifier((32,), sparse_layers="both", sparsity=0.1, selection="lsh_rerank",
+                                predict_mode=mode, max_iter=3, random_state=0).fit(X, y)
+        whole = clf.predict_proba(X_test)
+        monkeypatch.setattr(_inference, "CHUNK_ELEMENTS", 300)  # 3 rows per chunk
+        np.testing.assert_allclose(clf.predict_proba(X_test), whole, rtol=1e-6)
+        np.testing.assert_array_equal(clf.predict(X_test), clf.classes_[whole.argmax(axis=1)])
+        monkeypatch.undo()
+        if mode == "hashed":  # outputs the tables did not select get probability 0
+            assert (whole == 0).any()
+
+
+@pytest.mark.parametrize("loss", ["logistic", "softmax"])
+def test_multilabel_with_a_hashed_output_layer(loss):
+    X, Y = make_prototype_classification(n_samples=1500, n_classes=200, n_features=2000, n_labels=3,
+                                         random_state=1)
+    clf = HashMLPClassifier((64,), sparse_layers="output", sparsity=0.1, multilabel_loss=loss,
+                            max_iter=20, random_state=0).fit(X[:1200], Y[:1200])
+    assert clf.out_activation_ == loss
+    proba = clf.predict_proba(X[1200:])
+    assert proba.shape == (300, 200)
+    if loss == "softmax":
+        np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    assert precision_at_k(Y[1200:], proba, k=1) > 0.7
+    predicted = clf.predict(X[1200:])
+    assert sp.issparse(predicted)  # sparse y in, sparse indicator out (as MLPClassifier)
+    predicted = predicted.toarray()
+    assert predicted.shape == (300, 200)
+    assert set(np.unique(predicted)) <= {0, 1}
+    if loss == "softmax":
+        # labels at half a true label's share or more: mostly true ones, most rows get some
+        hits = np.asarray(sp.csr_matrix(Y[1200:]).multiply(predicted).sum())
+        assert hits / max(1, predicted.sum()) > 0.6
+        assert (predicted.sum(axis=1) > 0).mean() > 0.7
+
+
+def test_precision_at_k_scorer_in_a_grid_search():
+    X, y, _, _ = _many_classes(n_classes=60, rows_per_class=4)
+    search = GridSearchCV(
+        HashMLPClassifier((32,), sparse_layers="output", max_iter=5, random_state=0),
+        {"sparsity": [0.1, 0.3]}, scoring=make_precision_at_k_scorer(k=1), cv=2,
+    ).fit(X, y)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.best_score_ > 1 / 60
+
+
+def test_failed_fit_with_a_hashed_output_layer_keeps_the_model():
+    X, y, X_test, _ = _many_classes(n_classes=40, rows_per_class=3)
+    clf = HashMLPClassifier((16,), sparse_layers="output", sparsity=0.2, max_iter=2,
+                            random_state=0).fit(X, y)
+    before = clf.predict_proba(X_test)
+    with pytest.raises(ValueError):
+        clf.partial_fit(X, np.full(len(y), 999))  # a class not seen before
+    np.testing.assert_array_equal(clf.predict_proba(X_test), before)
+    assert ConvergenceWarning  # imported for the module-level filter
