@@ -76,6 +76,29 @@ def timed(function, *args):
     return result, time.perf_counter() - start
 
 
+def measure_fit(function, *args):
+    """Like ``timed``, also returning the peak resident memory the call added, in bytes
+    (None where Linux's /proc interface to reset the peak is missing)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak (VmHWM) to the current resident size
+        start_rss = _proc_status_kb("VmRSS")
+    except OSError:
+        start_rss = None
+    result, seconds = timed(function, *args)
+    if start_rss is None:
+        return result, seconds, None
+    return result, seconds, (_proc_status_kb("VmHWM") - start_rss) * 1024
+
+
+def _proc_status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(field)
+
+
 def warm_up():
     """Compile (or load from the on-disk cache) the kernels before timing."""
     rng = np.random.RandomState(0)
