@@ -4,7 +4,9 @@ For each hidden configuration, in one run on real MNIST: MLPClassifier (and
 PyTorch's CPU build when it is importable; it is not a dependency), then
 HashMLPClassifier at each sparsity and selection, all with batch 128, Adam 1e-3,
 the same epochs and seed. Prints seconds per epoch, the dense/hash time ratio,
-test accuracy, flop_fraction_, and where the hashed fit spent its time.
+test accuracy, flop_fraction_, and where the hashed fit spent its time; with
+``--memory``, also the peak memory of a one-epoch fit of each scikit-learn model
+(tracemalloc, in a separate untimed fit; not for PyTorch).
 
     python benchmarks/bench_speed.py                                   # all configs
     python benchmarks/bench_speed.py --hidden 16384 --sparsity 0.02 --selection lsh_rerank,exact
@@ -19,7 +21,9 @@ import numpy as np
 from sklearn.neural_network import MLPClassifier
 
 from sklearn_hashdl import HashMLPClassifier, _train
-from sklearn_hashdl.compare import load_dataset, timed, warm_up
+from sklearn.base import clone
+
+from sklearn_hashdl.compare import load_dataset, measure_fit, traced_peak_memory, warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 HIDDEN = ["1000,1000,1000", "4096", "16384"]
@@ -54,6 +58,16 @@ def torch_fit_seconds(hidden, data, epochs, seed):
     return seconds, accuracy
 
 
+def _peak(model, X, y):
+    """Peak traced memory of a one-epoch fit of a fresh copy of model."""
+    return traced_peak_memory(clone(model).set_params(max_iter=1).fit, X, y)
+
+
+def _megabytes(n_bytes):
+    """Peak memory of a fit, as a table cell."""
+    return f"{'-':>11s}" if n_bytes is None else f"{n_bytes / 2**20:11.0f}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
@@ -65,6 +79,7 @@ def main(argv=None):
     parser.add_argument("--selection", default="auto", help="comma-separated selections")
     parser.add_argument("--n-jobs", type=int, default=None)
     parser.add_argument("--no-dense", action="store_true", help="skip the dense baselines")
+    parser.add_argument("--memory", action="store_true", help="also measure peak fit memory")
     args = parser.parse_args(argv)
     if not Path(args.data).exists():
         print(f"skipped: MNIST not found at {args.data}")
@@ -80,14 +95,16 @@ def main(argv=None):
                       learning_rate_init=1e-3, random_state=args.seed, tol=0.0,
                       n_iter_no_change=args.epochs + 1)
         print(f"\nhidden {hidden}")
-        print(f"{'model':38s} {'s/epoch':>8s} {'dense/this':>10s} {'accuracy':>8s} {'flop frac':>9s}")
+        print(f"{'model':38s} {'s/epoch':>8s} {'dense/this':>10s} {'accuracy':>8s} {'flop frac':>9s} "
+              f"{'fit peak MB':>11s}")
         dense_seconds = None
         if not args.no_dense:
             dense = MLPClassifier(**common)
-            _, seconds = timed(dense.fit, X_train, y_train)
+            _, seconds, _ = measure_fit(dense.fit, X_train, y_train)
             dense_seconds = seconds
+            peak = _peak(dense, X_train, y_train) if args.memory else None
             print(f"{'MLPClassifier':38s} {seconds / args.epochs:8.2f} {1:9.2f}x "
-                  f"{dense.score(X_test, y_test):8.4f} {1:9.4f}")
+                  f"{dense.score(X_test, y_test):8.4f} {1:9.4f} {_megabytes(peak)}")
             torch_seconds, torch_accuracy = torch_fit_seconds(hidden, data, args.epochs, args.seed)
             if torch_seconds is not None:
                 print(f"{'PyTorch CPU':38s} {torch_seconds / args.epochs:8.2f} "
@@ -97,12 +114,13 @@ def main(argv=None):
                 model = HashMLPClassifier(sparsity=sparsity, selection=selection, n_jobs=args.n_jobs,
                                           **common)
                 _train.phase_timer = timer = _train.PhaseTimer()
-                _, seconds = timed(model.fit, X_train, y_train)
+                _, seconds, _ = measure_fit(model.fit, X_train, y_train)
                 _train.phase_timer = None
+                peak = _peak(model, X_train, y_train) if args.memory else None
                 ratio = f"{dense_seconds / seconds:9.2f}x" if dense_seconds else f"{'-':>10s}"
                 name = f"Hash sparsity={sparsity} {selection}"
                 print(f"{name:38s} {seconds / args.epochs:8.2f} {ratio} "
-                      f"{model.score(X_test, y_test):8.4f} {model.flop_fraction_:9.4f}")
+                      f"{model.score(X_test, y_test):8.4f} {model.flop_fraction_:9.4f} {_megabytes(peak)}")
                 phases = dict(timer.seconds)
                 phases["outside the batch loop"] = seconds - sum(phases.values())
                 print("    " + ", ".join(f"{k} {v / seconds:.0%}" for k, v in

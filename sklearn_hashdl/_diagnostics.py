@@ -9,9 +9,9 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _kernels, _lsh
+from . import _lsh
 from ._inference import as_float32_input
-from ._train import Workspace, input_width, kernel_input
+from ._train import Workspace, compute_layer, input_width, kernel_input, select_layer
 
 
 def selection_recall(estimator, X, max_rows=1024, seed=0):
@@ -31,30 +31,20 @@ def selection_recall(estimator, X, max_rows=1024, seed=0):
     ws = Workspace(network, n_rows, input_width(training_input))
     ws.load_inputs(training_input, np.arange(n_rows))
     recalls = np.ones(network.n_layers - 1)
+    levels = [(ws.ids[i], ws.vals[i], ws.cnt[i]) for i in range(network.n_layers + 1)]
     for i in range(network.n_layers - 1):
-        W, b = network.weights[i], network.biases[i]
-        in_ids, in_vals, in_cnt = ws.ids[i], ws.vals[i], ws.cnt[i]
-        out_ids, out_vals, out_cnt = ws.ids[i + 1], ws.vals[i + 1], ws.cnt[i + 1]
         if network.is_sparse(i):
-            exact = _select(network, ws, i, _lsh.SELECT_EXACT, seed).copy()
-            chosen = _select(network, ws, i, network.selection[i], seed)
+            exact = _select(network, ws, levels, i, _lsh.SELECT_EXACT, seed).copy()
+            chosen = _select(network, ws, levels, i, network.selection[i], seed)
             k = network.n_active[i]
+            out_cnt = ws.cnt[i + 1]
             hits = [len(np.intersect1d(exact[s, :k], chosen[s, : out_cnt[s]])) for s in range(n_rows)]
             recalls[i] = np.mean(hits) / k
-        _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, not network.is_sparse(i),
-                               network.activation_code, out_vals)
+        compute_layer(network, i, levels[i], levels[i + 1])
     return recalls
 
 
-def _select(network, ws, i, mode, seed):
-    W, b = network.weights[i], network.biases[i]
-    hyperplanes, offsets, neuron_ids = network.tables(i)
-    _lsh.select_active(
-        mode, ws.ids[i], ws.vals[i], ws.cnt[i], W, False, b, hyperplanes, W.shape[0],
-        network.K, network.L, offsets, neuron_ids, network.n_active[i],
-        network.rerank_pool(i), network.n_probes, np.uint64(seed), ws.row_keys, ws.ids[i + 1],
-        ws.cnt[i + 1],
-        ws.select_cost, ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool, ws.scores,
-        ws.cand_scores,
-    )
+def _select(network, ws, levels, i, mode, seed):
+    select_layer(network, ws, i, levels[i], levels[i + 1], mode, network.n_active[i],
+                 np.uint64(seed), ws.row_keys, ws.select_cost)
     return ws.ids[i + 1]

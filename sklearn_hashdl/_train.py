@@ -174,23 +174,13 @@ def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTime
     B = n_rows
     levels = [(ws.ids[i][:B], ws.vals[i][:B], ws.cnt[i][:B]) for i in range(network.n_layers + 1)]
     for i in range(network.n_layers):
-        W, b = network.kernel_weights(i), network.biases[i]
-        n_in, n_out = network.weights[i].shape
-        in_ids, in_vals, in_cnt = levels[i]
         out_ids, out_vals, out_cnt = levels[i + 1]
         is_output = i == network.n_layers - 1
         if network.is_sparse(i):
-            hyperplanes, offsets, neuron_ids = network.tables(i)
-            _lsh.select_active(
-                network.selection[i], in_ids, in_vals, in_cnt, W, network.neuron_major[i], b,
-                hyperplanes, n_in, network.K, network.L, offsets, neuron_ids,
-                network.n_selected(i), network.rerank_pool(i), network.n_probes, np.uint64(seed + i),
-                row_keys, out_ids, out_cnt,
-                ws.select_cost[:B], ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool,
-                ws.scores, ws.cand_scores,
-            )
+            select_layer(network, ws, i, levels[i], levels[i + 1], network.selection[i],
+                         network.n_selected(i), np.uint64(seed + i), row_keys, ws.select_cost[:B])
             if network.n_selected(i) < network.n_active[i]:
-                _lsh.add_random(out_ids, out_cnt, network.n_active[i], n_out,
+                _lsh.add_random(out_ids, out_cnt, network.n_active[i], network.layer_sizes[i + 1],
                                 np.uint64(seed + i + 500), row_keys, ws.mark)
             if flops is not None:
                 flops["sparse"] += int(ws.select_cost[:B].sum())
@@ -198,15 +188,39 @@ def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTime
                 targets, rows = labels
                 _kernels.add_true_labels(out_ids, out_cnt, rows, targets.ptr, targets.ids, ws.mark)
             timer.mark("select (hash, query, score)")
-        activation = 0 if is_output else network.activation_code
-        if network.neuron_major[i]:
-            _kernels.forward_layer_by_neuron(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
-                                             activation, out_vals)
-        else:
-            _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
-                                   not network.is_sparse(i), activation, out_vals)
+        compute_layer(network, i, levels[i], levels[i + 1])
         timer.mark("forward")
     return levels
+
+
+def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys, cost):
+    """Write the n_select neurons of layer i that ``mode`` picks for each sample of
+    ``inputs`` into the id lists of ``outputs`` (see _lsh.select_active)."""
+    in_ids, in_vals, in_cnt = inputs
+    out_ids, _, out_cnt = outputs
+    hyperplanes, offsets, neuron_ids = network.tables(i)
+    _lsh.select_active(
+        mode, in_ids, in_vals, in_cnt, network.kernel_weights(i), network.neuron_major[i],
+        network.biases[i], hyperplanes, network.layer_sizes[i], network.K, network.L, offsets,
+        neuron_ids, n_select, network.rerank_pool(i), network.n_probes, seed, row_keys, out_ids,
+        out_cnt, cost, ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool, ws.scores,
+        ws.cand_scores,
+    )
+
+
+def compute_layer(network, i, inputs, outputs):
+    """Activations of layer i's active neurons (listed in ``outputs``) from ``inputs``,
+    both levels as (ids, values, counts); the output layer gives logits."""
+    in_ids, in_vals, in_cnt = inputs
+    out_ids, out_vals, out_cnt = outputs
+    W, b = network.kernel_weights(i), network.biases[i]
+    activation = 0 if i == network.n_layers - 1 else network.activation_code
+    if network.neuron_major[i]:
+        _kernels.forward_layer_by_neuron(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
+                                         activation, out_vals)
+    else:
+        _kernels.forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
+                               not network.is_sparse(i), activation, out_vals)
 
 
 def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, seed, flops,

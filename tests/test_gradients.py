@@ -10,6 +10,7 @@ for every weight outside the active sets.
 import numpy as np
 import pytest
 
+from sklearn_hashdl._lsh import SELECT_EXACT, SELECT_LSH
 from sklearn_hashdl._network import Network, active_counts, glorot_init
 from sklearn_hashdl._optim import SparseOptimizer
 from sklearn_hashdl._train import Targets, Workspace, train_batch
@@ -22,14 +23,15 @@ ACT = {
 }
 
 
-def _network(layer_sizes, sparsity, activation, softmax, seed=0, sparse_output=False):
+def _network(layer_sizes, sparsity, activation, softmax, seed=0, sparse_output=False,
+             selection=SELECT_LSH):
     rng = np.random.RandomState(seed)
     pairs = [glorot_init(rng, a, b, activation) for a, b in zip(layer_sizes, layer_sizes[1:])]
     n_layers = len(pairs)
     n_active = active_counts(layer_sizes, sparsity, sparse_output=sparse_output)
     net = Network([W for W, _ in pairs], [b for _, b in pairs], n_active,
                   activation, softmax, K=3, L=4, mips=False, hyperplanes=[None] * n_layers,
-                  offsets=[None] * n_layers, neuron_ids=[None] * n_layers)
+                  offsets=[None] * n_layers, neuron_ids=[None] * n_layers, selection=selection)
     for i in range(n_layers):
         if net.n_active[i] < layer_sizes[i + 1]:
             net.hash_tables_for(i, rng)
@@ -84,10 +86,12 @@ def _one_sgd_step(net, X, Y, w):
 
 @pytest.mark.parametrize("activation", ["tanh", "logistic", "relu"])
 @pytest.mark.parametrize("softmax", [True, False])
-def test_sparse_gradients_match_finite_differences(activation, softmax):
+@pytest.mark.parametrize("selection", [SELECT_LSH, SELECT_EXACT])
+def test_sparse_gradients_match_finite_differences(activation, softmax, selection):
     rng = np.random.RandomState(1)
     layer_sizes = [12, 16, 10, 4]
-    net = _network(layer_sizes, 0.5, activation, softmax)
+    net = _network(layer_sizes, 0.5, activation, softmax, selection=selection)
+    assert net.neuron_major == [False] * 3
     X = rng.randn(9, 12) * (rng.rand(9, 12) < 0.6)  # sparse rows: zeros are skipped
     Y = np.eye(4)[rng.randint(0, 4, 9)] if softmax else (rng.rand(9, 4) < 0.4).astype(float)
     w = rng.rand(9) + 0.5

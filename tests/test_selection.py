@@ -125,10 +125,15 @@ def test_auto_selection_depends_on_layer_width():
     from sklearn_hashdl import HashMLPClassifier
     from sklearn_hashdl._classifier import AUTO_EXACT_MAX_WIDTH
 
-    model = HashMLPClassifier(selection="auto")
-    assert model._selection_mode(AUTO_EXACT_MAX_WIDTH) == _lsh.SELECT_EXACT
-    assert model._selection_mode(AUTO_EXACT_MAX_WIDTH + 1) == _lsh.SELECT_LSH_RERANK
-    assert HashMLPClassifier(selection="lsh")._selection_mode(10) == _lsh.SELECT_LSH
+    wide = AUTO_EXACT_MAX_WIDTH + 1
+    modes = HashMLPClassifier(selection="auto")._selection_modes
+    exact, rerank, random = _lsh.SELECT_EXACT, _lsh.SELECT_LSH_RERANK, _lsh.SELECT_RANDOM
+    assert modes([5, AUTO_EXACT_MAX_WIDTH, wide, 10]) == [exact, rerank, exact]
+    # a sparse output layer gets random negatives, see _selection_modes
+    assert modes([5, 10, wide]) == [exact, random]
+    sparse_output = HashMLPClassifier(sparse_layers="output")._selection_modes
+    assert sparse_output([5, 10, 20]) == [exact, random]
+    assert HashMLPClassifier(selection="lsh")._selection_modes([5, 10, wide]) == [_lsh.SELECT_LSH] * 2
 
 
 def test_hashed_prediction_matches_training_selection_and_is_row_deterministic():
