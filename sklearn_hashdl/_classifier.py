@@ -554,7 +554,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         Hidden layers: exact up to AUTO_EXACT_MAX_WIDTH neurons, hash tables and
         re-ranking above. A sparse output layer gets uniform random negatives
         (besides the true labels): scoring every output exactly costs a dense
-        forward pass (Delicious: 3.6x slower fit, P@1 0.673 against 0.670), and
+        forward pass (Delicious: 3.4x slower fit, P@1 0.673 against 0.670), and
         hash-retrieved negatives trained worse than random ones (generated
         50k classes: P@1 0.010 against 0.106; docs/extreme.md).
         """
