@@ -188,8 +188,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         tables, frozen after fit), which suits models trained with
         selection='lsh' on some data (digits: 83% against 71% with 'topk') but
         not on others (MNIST: 88.6% against 92.5%), and saves multiply-adds on
-        very wide layers. 'auto' is 'hashed' when some layer trained through
-        hash tables, else 'topk'. All are deterministic per row.
+        very wide layers. 'auto' is 'hashed' when some hidden layer trained
+        through hash tables, else 'topk'. Every mode scores all outputs (a
+        sparse output layer's training selection is mostly random negatives).
+        All are deterministic per row.
     n_jobs : int or None, default=None
         Threads for the training kernels. None uses every core numba sees (capped
         by OMP_NUM_THREADS when set), or one thread when a batch is too small for
@@ -401,8 +403,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
             dtype=(np.float64, np.float32), reset=reset,
         )
-        if not sp.issparse(y) and y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y.toarray() if sp.issparse(y) else y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
@@ -756,7 +758,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         if self.predict_mode != "auto":
             return self.predict_mode
         n_active = self._active_counts(layer_sizes)
-        for n, k, mode in zip(layer_sizes[1:], n_active, self._selection_modes(layer_sizes)):
+        modes = self._selection_modes(layer_sizes)
+        for n, k, mode in zip(layer_sizes[1:-1], n_active, modes):  # hidden layers only
             if k < n and mode in (SELECT_LSH, SELECT_LSH_RERANK):
                 return "hashed"
         return "topk"

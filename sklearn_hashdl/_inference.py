@@ -81,25 +81,22 @@ def logit_chunks(weights, biases, n_active, activation, X, mode="topk"):
 def hashed_logit_chunks(network, X):
     """Yield (first row, float64 output logits) with the training-time selection.
 
-    ``X`` is in the training layout (``_train.kernel_input``). With a sparse
-    output layer, outputs the selection left out get a logit of -inf
-    (probability 0).
+    ``X`` is in the training layout (``_train.kernel_input``). The hidden layers
+    select as in training; every output is scored (a sparse output layer's
+    training selection is mostly random negatives).
     """
+    network = network.with_dense_output()
     n_rows = X.shape[0]
     chunk_rows = min(chunk_rows_for(network.layer_sizes[1:]), max(1, n_rows))
     ws = Workspace(network, chunk_rows, input_width(X))
     keys = np.zeros(chunk_rows, np.uint64)
-    n_out = network.layer_sizes[-1]
     for start in range(0, n_rows, chunk_rows):
         rows = np.arange(start, min(start + chunk_rows, n_rows))
         B = len(rows)
         ws.load_inputs(X, rows)
         content_keys(ws.ids[0][:B], ws.vals[0][:B].view(np.uint32), ws.cnt[0][:B], keys[:B])
         ids, vals, cnt = forward_batch(network, ws, B, 0, keys[:B])[-1]
-        logits = np.full((B, n_out), -np.inf)
-        active = np.arange(ids.shape[1]) < cnt[:, None]
-        logits[np.nonzero(active)[0], ids[active]] = vals[active]
-        yield start, logits
+        yield start, vals.astype(np.float64)
 
 
 def as_float32_input(X):

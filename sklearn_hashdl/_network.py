@@ -83,6 +83,16 @@ class Network:
     def layer_sizes(self):
         return [self.weights[0].shape[0]] + [W.shape[1] for W in self.weights]
 
+    def with_dense_output(self):
+        """The same network with every output active (prediction scores all classes);
+        shares the hidden layers' arrays and tables."""
+        if not self.is_sparse(self.n_layers - 1):
+            return self
+        n_active = list(self.n_active[:-1]) + [self.layer_sizes[-1]]
+        return Network(self.weights, self.biases, n_active, self.activation, self.softmax,
+                       self.K, self.L, self.mips, self.hyperplanes, self.offsets, self.neuron_ids,
+                       self.selection, self.rerank_factor, self.n_probes)
+
     def kernel_weights(self, i):
         """Layer i's weights as the kernels take them: (n_in, n_out) C-contiguous, or
         (n_out, n_in) C-contiguous for a neuron-major layer (a view either way)."""

@@ -349,8 +349,11 @@ def kernel_input(X):
     """Training input in the one layout the kernels compile for."""
     if sp.issparse(X):
         X = X.tocsr()
-        if not X.has_sorted_indices:
-            X = X.sorted_indices()
+        if not X.has_canonical_format:
+            # sorted and without duplicates: the kernels take a row with n_features
+            # entries for one listing every feature once, in order
+            X = X.copy()
+            X.sum_duplicates()
         return SparseRows(
             X.data.astype(np.float32), X.indices.astype(np.int32), X.indptr.astype(np.int64), X.shape
         )
