@@ -212,7 +212,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         network on the same batches.
     active_fraction_ : ndarray of shape (n_layers_ - 1,)
         Mean fraction of each layer's neurons active per training sample in the
-        last call (1.0 for the dense output layer).
+        last call (1.0 for a dense output layer; a sparse one counts the true
+        labels added to its active set).
     """
 
     _parameter_constraints: dict = {
