@@ -95,8 +95,8 @@ def hashed_logit_chunks(network, X):
         B = len(rows)
         ws.load_inputs(X, rows)
         content_keys(ws.ids[0][:B], ws.vals[0][:B].view(np.uint32), ws.cnt[0][:B], keys[:B])
-        ids, vals, cnt = forward_batch(network, ws, B, 0, keys[:B])[-1]
-        yield start, vals.astype(np.float64)
+        logits = forward_batch(network, ws, B, 0, keys[:B])[-1][1]
+        yield start, logits.astype(np.float64)
 
 
 def as_float32_input(X):

@@ -69,7 +69,7 @@ class Targets(NamedTuple):
     def from_indicator(cls, Y, spread=False):
         """From a label-indicator matrix (dense or sparse); with ``spread`` each
         row's targets are 1 / (its number of labels), a distribution for softmax."""
-        Y = sp.csr_matrix(Y)
+        Y = sp.csr_matrix(Y, copy=True)  # a copy: eliminate_zeros works in place
         Y.eliminate_zeros()
         values = np.ones(Y.nnz, np.float32)
         if spread:
