@@ -4,14 +4,17 @@ Every layer's input and output for a batch is held as three arrays per "level":
 ``ids`` (n_samples, width) int32, ``vals`` (n_samples, width) float32 and
 ``cnt`` (n_samples,) int32: sample ``s`` has ``cnt[s]`` active units whose indices
 are ``ids[s, :cnt[s]]`` and whose values are ``vals[s, :cnt[s]]``. Level 0 is the
-network input (the non-zeros of each row), level ``l`` the output of layer ``l``.
+network input (the non-zeros of each row, or whole dense rows for a neuron-major
+first layer), level ``l`` the output of layer ``l``.
 Weights are input-major, as scikit-learn's ``coefs_``: ``W[i]`` (length n_out) is
 the contiguous row of weights leaving input i, so a sparse input is a sum of a
-few contiguous rows, and scoring every neuron of a layer is a few AXPYs.
+few contiguous rows, and scoring every neuron of a layer is a few AXPYs. The
+``*_by_neuron`` and ``*_grouped`` kernels take neuron-major weights ``Wt``
+(n_out, n_in) instead, for layers where few of many neurons are active.
 
 Parallel loops write only to what their iteration owns (a sample's row in the
-forward and backward passes, an input's weight row in the update), so results do
-not depend on the number of threads. Per-thread scratch is indexed by
+forward and backward passes, a neuron in the grouped forward pass, a weight row
+in the update), so results do not depend on the number of threads. Per-thread scratch is indexed by
 ``numba.get_thread_id()`` and always left zeroed.
 """
 
@@ -21,8 +24,17 @@ from numba import njit, prange
 
 ACTIVATION_CODES = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
 
+# Lets LLVM reorder the sums of dot products so that it can vectorise them
+# (several partial sums in SIMD lanes). Results change in the last bits only,
+# and not with the number of threads.
+DOT_MATH = {"reassoc", "contract"}
+# Every kernel is compiled with error_model="numpy": with numba's default
+# ("python"), each float division checks for a zero divisor so as to raise
+# ZeroDivisionError, and that early exit keeps LLVM from vectorising the loop
+# (the Adam step ran 7x slower). No kernel divides by zero.
 
-@njit(cache=True, inline="always")
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _activate(z, code):
     if code == 3:
         return z if z > 0 else z * 0
@@ -33,7 +45,7 @@ def _activate(z, code):
     return z
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _derivative(a, code):
     # derivative of the activation written in terms of its output, as sklearn does
     if code == 3:
@@ -45,7 +57,7 @@ def _derivative(a, code):
     return a * 0 + 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dense_rows_to_lists(X, rows, ids, vals, cnt):
     """Copy the non-zeros of ``X[rows]`` (dense) into level-0 lists."""
     for s in range(rows.shape[0]):
@@ -60,7 +72,24 @@ def dense_rows_to_lists(X, rows, ids, vals, cnt):
         cnt[s] = m
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def dense_rows_to_full_lists(X, rows, ids, vals, cnt):
+    """Copy the whole rows ``X[rows]`` (zeros included) into level-0 lists.
+
+    For a neuron-major first layer: each active neuron then takes one
+    contiguous, vectorised dot product with the row instead of gathering its
+    non-zeros, and its update covers its whole weight row.
+    """
+    n = X.shape[1]
+    for s in range(rows.shape[0]):
+        r = rows[s]
+        for i in range(n):
+            ids[s, i] = i
+            vals[s, i] = X[r, i]
+        cnt[s] = n
+
+
+@njit(cache=True, error_model="numpy")
 def csr_rows_to_lists(data, indices, indptr, rows, ids, vals, cnt):
     """Copy the non-zeros of CSR rows ``rows`` into level-0 lists."""
     for s in range(rows.shape[0]):
@@ -75,7 +104,7 @@ def csr_rows_to_lists(data, indices, indptr, rows, ids, vals, cnt):
         cnt[s] = m
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, activation, out_vals):
     """out_vals[s, q] = act(x_s . W[:, j] + b[j]) for each active neuron j = out_ids[s, q].
 
@@ -101,7 +130,7 @@ def forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, a
             z[q] = _activate(z[q], activation)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def add_true_labels(out_ids, out_cnt, rows, label_ptr, label_ids, mark_scratch):
     """Append each sample's true labels to its active output neurons if missing.
 
@@ -126,7 +155,7 @@ def add_true_labels(out_ids, out_cnt, rows, label_ptr, label_ids, mark_scratch):
         out_cnt[s] = n
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def output_loss_and_delta(out_ids, logits, out_cnt, rows, label_ptr, label_ids, label_vals,
                           sample_weight, weight_sum, softmax, target_scratch, delta, loss):
     """Turn the active output logits into probabilities, log loss and deltas.
@@ -176,7 +205,7 @@ def output_loss_and_delta(out_ids, logits, out_cnt, rows, label_ptr, label_ids, 
             y_of[label_ids[e]] = 0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, out_delta,
                    in_activation, in_delta):
     """Deltas of the layer's active inputs from the deltas of its active neurons."""
@@ -196,7 +225,7 @@ def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, out
             in_delta[s, p] = acc * _derivative(in_vals[s, p], in_activation)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=DOT_MATH, error_model="numpy")
 def forward_layer_by_neuron(Wt, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals):
     """forward_layer for neuron-major weights ``Wt`` (n_out, n_in): one short dot
     product per active neuron over its contiguous row, instead of one scattered
@@ -218,7 +247,35 @@ def forward_layer_by_neuron(Wt, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, ac
             out_vals[s, q] = _activate(acc, activation)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=DOT_MATH, error_model="numpy")
+def forward_layer_grouped(Wt, b, in_ids, in_vals, in_cnt, touched, n_touched, row_start,
+                          row_sample, row_pos, activation, out_vals):
+    """forward_layer_by_neuron over the whole batch at once, neuron by neuron.
+
+    ``touched``, ``row_start``, ``row_sample`` and ``row_pos`` group the batch's
+    active (sample, position) pairs by neuron (``invert_lists`` of the output
+    lists), so each active neuron's row is read from memory once per batch and
+    reused, from cache, for every sample that activated it. Each (sample,
+    position) belongs to one neuron: threads never write the same output.
+    """
+    n_in = Wt.shape[1]
+    for r in prange(n_touched):
+        j = touched[r]
+        row = Wt[j]
+        for e in range(row_start[j], row_start[j + 1]):
+            s = row_sample[e]
+            x_ids, x_vals = in_ids[s], in_vals[s]
+            acc = b[j]
+            if in_cnt[s] == n_in:  # every input active: a contiguous dot
+                for p in range(n_in):
+                    acc += row[p] * x_vals[p]
+            else:
+                for p in range(in_cnt[s]):
+                    acc += row[x_ids[p]] * x_vals[p]
+            out_vals[s, row_pos[e]] = _activate(acc, activation)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def backward_layer_by_neuron(Wt, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_delta,
                              in_activation, in_delta):
     """backward_layer for neuron-major weights ``Wt`` (n_out, n_in)."""
@@ -240,7 +297,7 @@ def backward_layer_by_neuron(Wt, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_
             acc[p] *= _derivative(in_vals[s, p], in_activation)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def invert_lists(ids, cnt, n_ids, row_start, row_sample, row_pos, touched_rows):
     """Group the (sample, position) pairs of id lists by id: a counting sort.
 
@@ -274,9 +331,9 @@ def invert_lists(ids, cnt, n_ids, row_start, row_sample, row_pos, touched_rows):
     return n_touched
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids, col_cnt,
-                         col_vals, grad, mark, cols):
+                         col_vals, skip_zero_columns, grad, mark, cols):
     """Sum the batch gradient of weight row i into the dense scratch ``grad``.
 
     The gradient of weight (input, neuron) is the sum over samples of input
@@ -286,8 +343,10 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
     (row_vals = input values, columns = active neurons and their deltas), for
     neuron-major weights a neuron (row_vals = deltas, columns = active inputs).
     Returns the number of columns touched, listed in ``cols``, or -1 when a
-    sample had every column active (ids 0..width-1): then all columns are
-    touched, and summing contiguously is several times faster.
+    sample listed every column (ids 0..width-1): then summing contiguously is
+    several times faster, and ``mark`` flags the touched columns. A whole dense
+    input row lists its zeros too (``skip_zero_columns``): those columns are
+    not touched, exactly as when the row lists its non-zeros only.
     """
     n_cols = 0
     full = False
@@ -300,6 +359,10 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
             full = True
             for q in range(width):
                 grad[q] += a * delta[q]
+                if skip_zero_columns:
+                    mark[q] |= delta[q] != 0
+                else:
+                    mark[q] = 1
             continue
         for q in range(col_cnt[s]):
             j = ids[q]
@@ -311,7 +374,7 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
     return -1 if full else n_cols
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols):
     """Sum the batch gradient of the biases into ``grad``; returns touched count."""
     n_cols = 0
@@ -325,42 +388,62 @@ def _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols):
     return n_cols
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2, epsilon):
-    """sklearn's Adam rule on the listed entries (all when n_cols is -1); clears the scratch."""
-    n = w.shape[0] if n_cols < 0 else n_cols
-    for c in range(n):
-        j = c if n_cols < 0 else cols[c]
+    """sklearn's Adam rule on the listed entries (the marked ones when n_cols is
+    -1); clears the scratch."""
+    # float32 constants: "1 - beta_1" alone would compute in float64
+    keep_1, keep_2 = np.float32(1) - beta_1, np.float32(1) - beta_2
+    if n_cols < 0:
+        # the whole row, keeping unmarked entries by a select rather than a
+        # branch, so that the loop is vectorised
+        for j in range(w.shape[0]):
+            g = grad[j] + l2 * w[j]
+            m_new = beta_1 * m[j] + keep_1 * g
+            v_new = beta_2 * v[j] + keep_2 * g * g
+            w_new = w[j] - step_size * m_new / (np.sqrt(v_new) + epsilon)
+            touched = mark[j] != 0
+            m[j] = m_new if touched else m[j]
+            v[j] = v_new if touched else v[j]
+            w[j] = w_new if touched else w[j]
+            grad[j] = 0
+            mark[j] = 0
+        return
+    for c in range(n_cols):
+        j = cols[c]
         g = grad[j] + l2 * w[j]
-        m[j] = beta_1 * m[j] + (1 - beta_1) * g
-        v[j] = beta_2 * v[j] + (1 - beta_2) * g * g
+        m[j] = beta_1 * m[j] + keep_1 * g
+        v[j] = beta_2 * v[j] + keep_2 * g * g
         w[j] -= step_size * m[j] / (np.sqrt(v[j]) + epsilon)
         grad[j] = 0
         mark[j] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, nesterov):
-    """sklearn's SGD-with-momentum rule on the listed entries (all when n_cols is -1);
-    clears the scratch."""
+    """sklearn's SGD-with-momentum rule on the listed entries (the marked ones when
+    n_cols is -1); clears the scratch."""
     n = w.shape[0] if n_cols < 0 else n_cols
     for c in range(n):
         j = c if n_cols < 0 else cols[c]
-        g = grad[j] + l2 * w[j]
+        grad_j = grad[j]
+        grad[j] = 0
+        if mark[j] == 0:  # a whole row's untouched entry
+            continue
+        mark[j] = 0
+        g = grad_j + l2 * w[j]
         vel[j] = momentum * vel[j] - learning_rate * g
         if nesterov:
             w[j] += momentum * vel[j] - learning_rate * g
         else:
             w[j] += vel[j]
-        grad[j] = 0
-        mark[j] = 0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adam_update(
     W, b, m_W, v_W, m_b, v_b, touched_rows, n_touched, row_start, row_sample, row_pos,
-    row_vals, col_ids, col_cnt, col_vals, out_ids, out_cnt, out_delta, l2, step_size,
-    beta_1, beta_2, epsilon, grad_scratch, mark_scratch, cols_scratch,
+    row_vals, col_ids, col_cnt, col_vals, skip_zero_columns, out_ids, out_cnt, out_delta, l2,
+    step_size, beta_1, beta_2, epsilon, grad_scratch, mark_scratch, cols_scratch,
 ):
     """Lazy Adam: update only the weights and biases the batch touched.
 
@@ -375,7 +458,8 @@ def adam_update(
         grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
         i = touched_rows[r]
         n_cols = _weight_row_gradient(i, W.shape[1], row_start, row_sample, row_pos, row_vals,
-                                      col_ids, col_cnt, col_vals, grad, mark, cols)
+                                      col_ids, col_cnt, col_vals, skip_zero_columns, grad,
+                                      mark, cols)
         _adam_apply(W[i], m_W[i], v_W[i], grad, mark, cols, n_cols, l2, step_size,
                     beta_1, beta_2, epsilon)
     grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
@@ -383,11 +467,11 @@ def adam_update(
     _adam_apply(b, m_b, v_b, grad, mark, cols, n_cols, l2 * 0, step_size, beta_1, beta_2, epsilon)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sgd_update(
     W, b, vel_W, vel_b, touched_rows, n_touched, row_start, row_sample, row_pos,
-    row_vals, col_ids, col_cnt, col_vals, out_ids, out_cnt, out_delta, l2, learning_rate,
-    momentum, nesterov, grad_scratch, mark_scratch, cols_scratch,
+    row_vals, col_ids, col_cnt, col_vals, skip_zero_columns, out_ids, out_cnt, out_delta, l2,
+    learning_rate, momentum, nesterov, grad_scratch, mark_scratch, cols_scratch,
 ):
     """Lazy SGD with (Nesterov) momentum on the weights and biases the batch touched
     (arguments as ``adam_update``)."""
@@ -396,7 +480,8 @@ def sgd_update(
         grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
         i = touched_rows[r]
         n_cols = _weight_row_gradient(i, W.shape[1], row_start, row_sample, row_pos, row_vals,
-                                      col_ids, col_cnt, col_vals, grad, mark, cols)
+                                      col_ids, col_cnt, col_vals, skip_zero_columns, grad,
+                                      mark, cols)
         _sgd_apply(W[i], vel_W[i], grad, mark, cols, n_cols, l2, learning_rate, momentum, nesterov)
     grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
     n_cols = _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols)

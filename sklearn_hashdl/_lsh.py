@@ -120,6 +120,8 @@ def _query_tables(s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offse
     for p in range(in_cnt[s]):
         plane_row = hyperplanes[in_ids[s, p]]
         v = in_vals[s, p]
+        if v == 0:  # whole-row inputs list their zeros too
+            continue
         for h in range(n_planes):
             proj[h] += v * plane_row[h]
     n_cand = 0
@@ -153,24 +155,21 @@ def _query_tables(s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offse
 
 
 @njit(cache=True, inline="always")
-def _top_by_count(cand, n_cand, count, max_count, n_active, row, ties, state):
+def _top_by_count(cand, n_cand, count, max_count, n_active, row, ties, hist, state):
     """Write the n_active candidates with most collisions into ``row``.
 
-    Counts are at most max_count (tables times probes), so the cut is found level
-    by level (a counting sort); ties at the cut are broken by a partial
-    Fisher-Yates shuffle.
+    Counts are at most max_count (tables times probes), so the cut is found
+    from a histogram of the counts (``hist``, max_count + 1 zeros, left zeroed);
+    ties at the cut are broken by a partial Fisher-Yates shuffle.
     """
+    for c in range(n_cand):
+        hist[count[cand[c]]] += 1
     threshold = max_count
     n_above = 0
-    while True:
-        at_level = 0
-        for c in range(n_cand):
-            if count[cand[c]] == threshold:
-                at_level += 1
-        if n_above + at_level >= n_active:
-            break
-        n_above += at_level
+    while n_above + hist[threshold] < n_active:
+        n_above += hist[threshold]
         threshold -= 1
+    hist[: max_count + 1] = 0
     n_out = 0
     n_ties = 0
     for c in range(n_cand):
@@ -273,7 +272,8 @@ def select_active(
     mode, in_ids, in_vals, in_cnt, W, neuron_major, b, hyperplanes, bias_row, K, L, offsets,
     neuron_ids, n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost,
     count_scratch, cand_scratch,
-    tie_scratch, proj_scratch, heap_scratch, pool_scratch, score_scratch, cand_score_scratch,
+    tie_scratch, hist_scratch, proj_scratch, heap_scratch, pool_scratch, score_scratch,
+    cand_score_scratch,
 ):
     """Choose ``n_active`` neurons of layer (W, b) for every sample of the batch.
 
@@ -313,14 +313,16 @@ def select_active(
             n_out = n_cand
         elif mode == SELECT_LSH:
             n_out, state = _top_by_count(
-                cand, n_cand, count, L * n_probes, n_active, row, tie_scratch[tid], state
+                cand, n_cand, count, L * n_probes, n_active, row, tie_scratch[tid],
+                hist_scratch[tid], state
             )
         else:
             if mode == SELECT_LSH_RERANK and n_cand > rerank_pool:
                 # score only the rerank_pool candidates with most collisions
                 pool = pool_scratch[tid]
                 n_pool, state = _top_by_count(
-                    cand, n_cand, count, L * n_probes, rerank_pool, pool, tie_scratch[tid], state
+                    cand, n_cand, count, L * n_probes, rerank_pool, pool, tie_scratch[tid],
+                    hist_scratch[tid], state
                 )
                 for c in range(n_cand):
                     count[cand[c]] = 0

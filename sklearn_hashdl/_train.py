@@ -95,6 +95,8 @@ class Workspace:
         if network.is_sparse(network.n_layers - 1):
             widths[-1] = min(network.layer_sizes[-1], widths[-1] + max_labels)
         B = batch_size
+        # a neuron-major first layer takes dense input rows whole (see load_inputs)
+        self.whole_rows = network.neuron_major[0]
         self.ids = [np.zeros((B, w), np.int32) for w in widths]
         self.vals = [np.zeros((B, w), np.float32) for w in widths]
         self.cnt = [np.zeros(B, np.int32) for _ in widths]
@@ -120,10 +122,12 @@ class Workspace:
         self.mark = _thread_scratch(n_threads, max_size, np.uint8)
         self.cols = _thread_scratch(n_threads, max_size, np.int32)
         # per-thread scratch of the selection kernel
-        n_planes = network.K * network.L
+        n_tables = network.L
+        n_planes = network.K * n_tables
         self.count = _thread_scratch(n_threads, max_out, np.int32)
         self.cand = _thread_scratch(n_threads, max_out, np.int32)
         self.ties = _thread_scratch(n_threads, max_out, np.int32)
+        self.hist = _thread_scratch(n_threads, n_tables * network.n_probes + 1, np.int32)
         self.pool = _thread_scratch(n_threads, max_out, np.int32)
         self.proj = _thread_scratch(n_threads, n_planes, np.float32)
         self.heap = _thread_scratch(n_threads, max(network.n_active), np.float32)
@@ -139,6 +143,8 @@ class Workspace:
         ids, vals, cnt = self.ids[0], self.vals[0], self.cnt[0]
         if isinstance(X, SparseRows):
             _kernels.csr_rows_to_lists(X.data, X.indices, X.indptr, rows, ids, vals, cnt)
+        elif self.whole_rows:
+            _kernels.dense_rows_to_full_lists(X, rows, ids, vals, cnt)
         else:
             _kernels.dense_rows_to_lists(X, rows, ids, vals, cnt)
 
@@ -188,7 +194,7 @@ def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTime
                 targets, rows = labels
                 _kernels.add_true_labels(out_ids, out_cnt, rows, targets.ptr, targets.ids, ws.mark)
             timer.mark("select (hash, query, score)")
-        compute_layer(network, i, levels[i], levels[i + 1])
+        compute_layer(network, i, levels[i], levels[i + 1], ws)
         timer.mark("forward")
     return levels
 
@@ -203,19 +209,25 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
         mode, in_ids, in_vals, in_cnt, network.kernel_weights(i), network.neuron_major[i],
         network.biases[i], hyperplanes, network.layer_sizes[i], network.K, network.L, offsets,
         neuron_ids, n_select, network.rerank_pool(i), network.n_probes, seed, row_keys, out_ids,
-        out_cnt, cost, ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool, ws.scores,
+        out_cnt, cost, ws.count, ws.cand, ws.ties, ws.hist, ws.proj, ws.heap, ws.pool, ws.scores,
         ws.cand_scores,
     )
 
 
-def compute_layer(network, i, inputs, outputs):
+def compute_layer(network, i, inputs, outputs, ws=None):
     """Activations of layer i's active neurons (listed in ``outputs``) from ``inputs``,
     both levels as (ids, values, counts); the output layer gives logits."""
     in_ids, in_vals, in_cnt = inputs
     out_ids, out_vals, out_cnt = outputs
     W, b = network.kernel_weights(i), network.biases[i]
     activation = 0 if i == network.n_layers - 1 else network.activation_code
-    if network.neuron_major[i]:
+    if network.neuron_major[i] and ws is not None:
+        n_touched = _kernels.invert_lists(out_ids, out_cnt, W.shape[0], ws.row_start,
+                                          ws.row_sample, ws.row_pos, ws.touched)
+        _kernels.forward_layer_grouped(W, b, in_ids, in_vals, in_cnt, ws.touched, n_touched,
+                                       ws.row_start, ws.row_sample, ws.row_pos, activation,
+                                       out_vals)
+    elif network.neuron_major[i]:
         _kernels.forward_layer_by_neuron(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
                                          activation, out_vals)
     else:
@@ -276,7 +288,7 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         )
         index = (ws.touched, n_touched, ws.row_start, ws.row_sample, ws.row_pos)
         optimizer.update_layer(i, W, b, step_size, l2, index, row_vals, columns, outputs, scratch,
-                               network.neuron_major[i])
+                               network.neuron_major[i], i == 0 and ws.whole_rows)
     timer.mark("update")
 
     for i in range(n_layers):
@@ -335,7 +347,7 @@ class TrainingRun:
             if self.schedule.step():
                 self.flops["sparse"] += network.rebuild_all_tables()
             self.timer.mark("rehash and batch loop")
-        squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in network.weights)
+        squared_norm = sum(float(np.dot(W.ravel(order="K"), W.ravel(order="K"))) for W in network.weights)
         return (loss_sum + 0.5 * self.alpha * squared_norm * l2_batches) / len(order)
 
     def flop_fraction(self):

@@ -91,8 +91,9 @@ def test_sparse_gradients_match_finite_differences(activation, softmax, selectio
     rng = np.random.RandomState(1)
     layer_sizes = [12, 16, 10, 4]
     net = _network(layer_sizes, 0.5, activation, softmax, selection=selection)
-    assert net.neuron_major == [False] * 3
-    X = rng.randn(9, 12) * (rng.rand(9, 12) < 0.6)  # sparse rows: zeros are skipped
+    # hashed hidden layers are neuron-major, exactly scored ones input-major
+    assert net.neuron_major == [selection != SELECT_EXACT] * 2 + [False]
+    X = rng.randn(9, 12) * (rng.rand(9, 12) < 0.6)  # zeros: skipped, or listed in whole rows
     Y = np.eye(4)[rng.randint(0, 4, 9)] if softmax else (rng.rand(9, 4) < 0.4).astype(float)
     w = rng.rand(9) + 0.5
     loss, (W0, b0), (gW, gb), masks = _one_sgd_step(net, X, Y, w)
@@ -132,6 +133,33 @@ def test_inactive_weights_do_not_move():
     assert np.all(gW[1][never_active] == 0)
 
 
+@pytest.mark.parametrize("selection", [SELECT_LSH, SELECT_EXACT])
+def test_adam_leaves_features_absent_from_the_batch_alone(selection):
+    """Lazy Adam updates only weights that met a non-zero input. A neuron-major
+    first layer (hashed) takes dense rows whole, zeros included, and must skip
+    the zero features exactly as the input-major layer (exact) skips them."""
+    rng = np.random.RandomState(4)
+    net = _network([12, 30, 3], 0.2, "relu", True, selection=selection)
+    assert net.neuron_major[0] == (selection != SELECT_EXACT)
+    params = dict(solver="adam", learning_rate_init=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    optimizer = SparseOptimizer(params, SparseOptimizer.new_state(params, net.weights, net.biases))
+    X = rng.randn(16, 12).astype(np.float32)
+    X[:, [0, 5]] = 0  # features 0 and 5 never appear
+    Y = np.eye(3)[rng.randint(0, 3, 16)]
+    targets = Targets.from_indicator(Y)
+    ws = Workspace(net, 8, 12, targets.max_per_row())
+    before = net.weights[0].copy()
+    for step in range(4):
+        rows = np.arange(8) + 8 * (step % 2)
+        ws.load_inputs(X, rows)
+        train_batch(net, ws, optimizer, targets, rows, np.ones(8, np.float32), 1e-3, step,
+                    {"sparse": 0, "dense": 0})
+    moved = net.weights[0] != before
+    assert not moved[[0, 5]].any()
+    assert moved[[1, 2, 3, 4, 6]].any(axis=1).all()
+    assert not optimizer.state["m_W"][0][[0, 5]].any()
+
+
 @pytest.mark.parametrize("softmax", [True, False])
 def test_hashed_output_layer_gradients_match_finite_differences(softmax):
     """A sparse (neuron-major) output layer: the loss covers the active outputs, which
@@ -139,7 +167,7 @@ def test_hashed_output_layer_gradients_match_finite_differences(softmax):
     rng = np.random.RandomState(3)
     layer_sizes = [10, 12, 40]
     net = _network(layer_sizes, 0.2, "tanh", softmax, sparse_output=True)
-    assert net.neuron_major == [False, True]
+    assert net.neuron_major == [True, True]  # hashed hidden and output layers
     X = rng.randn(7, 10) * (rng.rand(7, 10) < 0.7)
     Y = np.eye(40)[rng.randint(0, 40, 7)] if softmax else (rng.rand(7, 40) < 0.1).astype(float)
     w = rng.rand(7) + 0.5

@@ -6,7 +6,7 @@ import pytest
 
 from sklearn_hashdl import _lsh
 from sklearn_hashdl._network import Network, glorot_init
-from sklearn_hashdl._train import Workspace
+from sklearn_hashdl._train import Workspace, select_layer
 
 N_IN, N_OUT, K_ACTIVE, BATCH = 30, 200, 12, 16
 
@@ -27,13 +27,10 @@ def _setup(mode, K=3, L=6, rerank_factor=100.0, seed=0):
 
 
 def _select(net, ws, seed=7):
-    W, b = net.weights[0], net.biases[0]
-    _lsh.select_active(
-        net.selection[0], ws.ids[0], ws.vals[0], ws.cnt[0], W, False, b, net.hyperplanes[0], N_IN,
-        net.K, net.L, net.offsets[0], net.neuron_ids[0], K_ACTIVE, net.rerank_pool(0),
-        net.n_probes, np.uint64(seed), ws.row_keys, ws.ids[1], ws.cnt[1], ws.select_cost,
-        ws.count, ws.cand, ws.ties, ws.proj, ws.heap, ws.pool, ws.scores, ws.cand_scores,
-    )
+    inputs = (ws.ids[0], ws.vals[0], ws.cnt[0])
+    outputs = (ws.ids[1], ws.vals[1], ws.cnt[1])
+    select_layer(net, ws, 0, inputs, outputs, net.selection[0], K_ACTIVE, np.uint64(seed),
+                 ws.row_keys, ws.select_cost)
     return [ws.ids[1][s, : ws.cnt[1][s]].copy() for s in range(BATCH)]
 
 
