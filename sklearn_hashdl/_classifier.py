@@ -23,7 +23,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._inference import as_float32_input, hashed_logit_chunks, logit_chunks, output_probabilities
+from ._inference import as_float_input, hashed_logit_chunks, logit_chunks, output_probabilities
 from ._lsh import (
     SELECT_EXACT,
     SELECT_LSH,
@@ -735,7 +735,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                 biases, n_active = self.intercepts_, self._n_active
             else:
                 weights, biases, n_active = network.weights, network.biases, network.n_active
-            chunks = logit_chunks(weights, biases, n_active, self.activation, as_float32_input(X), mode)
+            # float64 input is predicted in float64, as MLPClassifier does
+            dtype = np.float64 if X.dtype == np.float64 else np.float32
+            chunks = logit_chunks(weights, biases, n_active, self.activation,
+                                  as_float_input(X, dtype), mode)
         for start, logits in chunks:
             yield start, output_probabilities(logits, self.out_activation_ == "softmax")
 

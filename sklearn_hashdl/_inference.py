@@ -3,7 +3,8 @@
 A network trained with k active neurons per layer expects k active neurons when
 it predicts (DESIGN.md point 8), so mode 'topk' keeps, per row, the k largest
 activations of each sparse layer and zeroes the rest. It is exact and
-deterministic: a row's answer does not depend on the other rows of the call.
+deterministic: a row's answer does not depend on the other rows of the call
+(up to float64 rounding for float64 input; see ``logit_chunks``).
 Mode 'dense' computes every neuron. Mode 'hashed' selects each layer's neurons
 as training did (same strategy, tables rebuilt from the final weights), its
 random choices keyed by the row's content so that it stays row-deterministic.
@@ -61,14 +62,22 @@ def chunk_rows_for(layer_sizes, budget=CHUNK_ELEMENTS):
 
 
 def logit_chunks(weights, biases, n_active, activation, X, mode="topk"):
-    """Yield (first row, float64 output logits) for row chunks of X (dense or CSR)."""
+    """Yield (first row, float64 output logits) for row chunks of X (dense or CSR).
+
+    The products run in X's dtype, float32 or float64 (as MLPClassifier): float32
+    BLAS picks its kernel by the matrix shape, so a row's logits can change in
+    the last float32 bit with the number of rows predicted together; in float64
+    that is far below any tolerance.
+    """
     n_layers = len(weights)
+    dtype = np.float64 if X.dtype == np.float64 else np.float32
+    weights = [np.asarray(W, dtype=dtype) for W in weights]
     chunk_rows = chunk_rows_for([W.shape[1] for W in weights])
     for start in range(0, X.shape[0], chunk_rows):
         A = X[start : start + chunk_rows]
         for i in range(n_layers):
             Z = A @ weights[i]  # BLAS, or scipy for sparse A
-            Z = np.asarray(Z, dtype=np.float32)
+            Z = np.asarray(Z, dtype=dtype)
             Z += biases[i]
             if i < n_layers - 1:
                 _activate_inplace(Z, activation)
@@ -101,6 +110,11 @@ def hashed_logit_chunks(network, X):
 
 def as_float32_input(X):
     """float32 copy or view of validated input, CSR when sparse."""
+    return as_float_input(X, np.float32)
+
+
+def as_float_input(X, dtype):
+    """Validated input as ``dtype`` (a view when it already is), CSR when sparse."""
     if sp.issparse(X):
-        return X.tocsr().astype(np.float32)
-    return np.asarray(X, dtype=np.float32)
+        return X.tocsr().astype(dtype, copy=False)
+    return np.asarray(X, dtype=dtype)

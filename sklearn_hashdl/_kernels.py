@@ -28,6 +28,11 @@ ACTIVATION_CODES = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
 # (several partial sums in SIMD lanes). Results change in the last bits only,
 # and not with the number of threads.
 DOT_MATH = {"reassoc", "contract"}
+# The update sweeps a whole weight row, vectorised, once more than 1 in
+# DENSE_ROW_FRACTION of its entries are touched (rather than visiting the
+# touched entries one by one): on MNIST with three hidden layers of 1000 at
+# sparsity 0.05 and exact selection, most input rows qualify.
+DENSE_ROW_FRACTION = 4
 # Every kernel is compiled with error_model="numpy": with numba's default
 # ("python"), each float division checks for a zero divisor so as to raise
 # ZeroDivisionError, and that early exit keeps LLVM from vectorising the loop
@@ -57,10 +62,10 @@ def _derivative(a, code):
     return a * 0 + 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy")
 def dense_rows_to_lists(X, rows, ids, vals, cnt):
     """Copy the non-zeros of ``X[rows]`` (dense) into level-0 lists."""
-    for s in range(rows.shape[0]):
+    for s in prange(rows.shape[0]):
         r = rows[s]
         m = 0
         for i in range(X.shape[1]):
@@ -72,7 +77,7 @@ def dense_rows_to_lists(X, rows, ids, vals, cnt):
         cnt[s] = m
 
 
-@njit(cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy")
 def dense_rows_to_full_lists(X, rows, ids, vals, cnt):
     """Copy the whole rows ``X[rows]`` (zeros included) into level-0 lists.
 
@@ -81,7 +86,7 @@ def dense_rows_to_full_lists(X, rows, ids, vals, cnt):
     non-zeros, and its update covers its whole weight row.
     """
     n = X.shape[1]
-    for s in range(rows.shape[0]):
+    for s in prange(rows.shape[0]):
         r = rows[s]
         for i in range(n):
             ids[s, i] = i
@@ -89,10 +94,10 @@ def dense_rows_to_full_lists(X, rows, ids, vals, cnt):
         cnt[s] = n
 
 
-@njit(cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy")
 def csr_rows_to_lists(data, indices, indptr, rows, ids, vals, cnt):
     """Copy the non-zeros of CSR rows ``rows`` into level-0 lists."""
-    for s in range(rows.shape[0]):
+    for s in prange(rows.shape[0]):
         r = rows[s]
         m = 0
         for e in range(indptr[r], indptr[r + 1]):
@@ -390,11 +395,11 @@ def _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols):
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2, epsilon):
-    """sklearn's Adam rule on the listed entries (the marked ones when n_cols is
-    -1); clears the scratch."""
+    """sklearn's Adam rule on the marked entries, listed in ``cols[:n_cols]``
+    (unlisted when n_cols is -1); clears the scratch."""
     # float32 constants: "1 - beta_1" alone would compute in float64
     keep_1, keep_2 = np.float32(1) - beta_1, np.float32(1) - beta_2
-    if n_cols < 0:
+    if n_cols < 0 or n_cols * DENSE_ROW_FRACTION > w.shape[0]:
         # the whole row, keeping unmarked entries by a select rather than a
         # branch, so that the loop is vectorised
         for j in range(w.shape[0]):

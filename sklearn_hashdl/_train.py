@@ -130,7 +130,6 @@ class Workspace:
         self.hist = _thread_scratch(n_threads, n_tables * network.n_probes + 1, np.int32)
         self.pool = _thread_scratch(n_threads, max_out, np.int32)
         self.proj = _thread_scratch(n_threads, n_planes, np.float32)
-        self.heap = _thread_scratch(n_threads, max(network.n_active), np.float32)
         self.scores = _thread_scratch(n_threads, max_out, np.float32)
         self.cand_scores = _thread_scratch(n_threads, max_out, np.float32)
         self.select_cost = np.zeros(B, np.int64)
@@ -209,7 +208,7 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
         mode, in_ids, in_vals, in_cnt, network.kernel_weights(i), network.neuron_major[i],
         network.biases[i], hyperplanes, network.layer_sizes[i], network.K, network.L, offsets,
         neuron_ids, n_select, network.rerank_pool(i), network.n_probes, seed, row_keys, out_ids,
-        out_cnt, cost, ws.count, ws.cand, ws.ties, ws.hist, ws.proj, ws.heap, ws.pool, ws.scores,
+        out_cnt, cost, ws.count, ws.cand, ws.ties, ws.hist, ws.proj, ws.pool, ws.scores,
         ws.cand_scores,
     )
 
