@@ -3,6 +3,7 @@ exact re-ranking returns the true top-k, and LSH ranks by collision count."""
 
 import numpy as np
 import pytest
+from numba import njit
 
 from sklearn_hashdl import _lsh
 from sklearn_hashdl._network import Network, glorot_init
@@ -150,3 +151,36 @@ def test_hashed_prediction_matches_training_selection_and_is_row_deterministic()
     topk = exact.predict_proba(X)
     np.testing.assert_allclose(exact.set_params(predict_mode="hashed").predict_proba(X), topk,
                                atol=1e-5)
+
+
+@njit
+def _top_k(scores, k):
+    ids = np.arange(scores.shape[0]).astype(np.int32)
+    row = np.zeros(k, np.int32)
+    kept = np.zeros(scores.shape[0], np.int32)
+    n = _lsh._top_by_score(ids, scores.copy(), scores.shape[0], k, row, kept)
+    return row[:n]
+
+
+@pytest.mark.parametrize("case", ["random", "ascending", "descending", "ties", "few", "negative"])
+def test_top_by_score_finds_the_k_largest(case):
+    """The cut and quickselect behind exact and re-ranked selection, on orders
+    and ties that trip partition schemes."""
+    rng = np.random.RandomState(0)
+    n, k = (1000, 50) if case != "few" else (30, 20)
+    scores = {
+        "random": rng.randn(n), "ascending": np.arange(n), "descending": -np.arange(n),
+        "ties": rng.randint(0, 3, n), "few": rng.randn(n), "negative": -rng.rand(n) - 5,
+    }[case].astype(np.float32)
+    chosen = _top_k(scores, k)
+    assert len(np.unique(chosen)) == k
+    # every chosen score is at least every unchosen one
+    rest = np.setdiff1d(np.arange(n), chosen)
+    assert scores[chosen].min() >= scores[rest].max()
+
+
+def test_top_by_score_survives_nan_scores():
+    scores = np.random.RandomState(1).randn(400).astype(np.float32)
+    scores[::7] = np.nan
+    chosen = _top_k(scores, 20)
+    assert len(np.unique(chosen)) == 20 and chosen.min() >= 0 and chosen.max() < 400
