@@ -1,7 +1,8 @@
 """Start-up cost: the first fit in a new process, with a cold and a warm numba cache.
 
-Runs a small fit twice in a fresh Python process; the first fit's extra time over
-the second is the start-up overhead (compiling or loading the kernels). The cold
+Runs two small fits (default exact selection, and LSH, whose neuron-major kernels
+differ) twice in a fresh Python process; the first pair's extra time over the
+second is the start-up overhead (compiling or loading the kernels). The cold
 case points NUMBA_CACHE_DIR at an empty folder; the warm case reuses it.
 
     python benchmarks/bench_startup.py
@@ -22,7 +23,8 @@ t1 = time.perf_counter()
 times = []
 for _ in range(2):
     start = time.perf_counter()
-    HashMLPClassifier((200,), max_iter=1, random_state=0).fit(X, y).predict(X)
+    for selection in ("auto", "lsh"):
+        HashMLPClassifier((200,), max_iter=1, selection=selection, random_state=0).fit(X, y).predict(X)
     times.append(time.perf_counter() - start)
 print(f"{t1 - t0:.2f} {times[0]:.2f} {times[1]:.2f}")
 """

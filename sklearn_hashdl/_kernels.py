@@ -95,6 +95,17 @@ def dense_rows_to_full_lists(X, rows, ids, vals, cnt):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
+def transpose_into(A, out):
+    """out[j, i] = A[i, j], by 64 x 64 tiles so that reads and writes both stay in cache."""
+    n, m = A.shape
+    for tile_i in prange((n + 63) // 64):
+        for tile_j in range((m + 63) // 64):
+            for i in range(tile_i * 64, min(n, tile_i * 64 + 64)):
+                for j in range(tile_j * 64, min(m, tile_j * 64 + 64)):
+                    out[j, i] = A[i, j]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def csr_rows_to_lists(data, indices, indptr, rows, ids, vals, cnt):
     """Copy the non-zeros of CSR rows ``rows`` into level-0 lists."""
     for s in prange(rows.shape[0]):

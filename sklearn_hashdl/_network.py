@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from . import _lsh
-from ._kernels import ACTIVATION_CODES
+from ._kernels import ACTIVATION_CODES, transpose_into
 
 
 def active_counts(layer_sizes, sparsity, sparse_hidden=True, sparse_output=False):
@@ -69,7 +69,7 @@ class Network:
         self.neuron_major = [n_active[i] < W.shape[1]
                              and (i == len(weights) - 1 or self.selection[i] != _lsh.SELECT_EXACT)
                              for i, W in enumerate(weights)]
-        self.weights = [np.asfortranarray(W) if by_neuron else np.ascontiguousarray(W)
+        self.weights = [neuron_major_copy(W) if by_neuron else np.ascontiguousarray(W)
                         for W, by_neuron in zip(weights, self.neuron_major)]
         self.rehash_flops = 0  # multiply-adds spent building tables when the network was loaded
         self.rerank_factor = rerank_factor
@@ -152,6 +152,17 @@ class Network:
 _NO_PLANES = np.zeros((1, 1), np.float32)
 _NO_OFFSETS = np.zeros((1, 2), np.int32)
 _NO_IDS = np.zeros((1, 1), np.int32)
+
+
+def neuron_major_copy(W):
+    """W (n_in, n_out) float32 as the transpose of a C-contiguous (n_out, n_in)
+    array; W itself when it already is. Same as np.asfortranarray, but a tiled
+    parallel transpose (numpy's took 20 ms for 784 x 4096)."""
+    if W.flags.f_contiguous:
+        return W
+    Wt = np.empty((W.shape[1], W.shape[0]), W.dtype)
+    transpose_into(np.ascontiguousarray(W), Wt)
+    return Wt.T
 
 
 def glorot_init(random_state, fan_in, fan_out, activation):
