@@ -11,6 +11,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ._kernels import DOT_MATH
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -299,7 +301,7 @@ def _top_by_score(ids, scores, n, n_active, row, kept_ids):
     return n_active
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=DOT_MATH)
 def select_active(
     mode, in_ids, in_vals, in_cnt, W, neuron_major, b, hyperplanes, bias_row, K, L, offsets,
     neuron_ids, n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost,
