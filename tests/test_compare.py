@@ -57,3 +57,27 @@ def test_bench_mnist_runs_short_on_real_data(capsys):
                        "--configs", "dense-1x1000,hash-1x1000-0.05"]) == 0
     out = capsys.readouterr().out
     assert "hash-1x1000-0.05" in out and "train (1500, 784)" in out
+
+
+def _load_benchmark(name):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not MNIST.exists(),
+                    reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
+def test_bench_speed_and_threads_run_short_on_real_data(capsys):
+    speed = _load_benchmark("bench_speed")
+    assert speed.main(["--train-rows", "600", "--hidden", "64", "--sparsity", "0.1",
+                       "--selection", "auto,lsh", "--memory"]) == 0
+    out = capsys.readouterr().out
+    assert "MLPClassifier" in out and "Hash sparsity=0.1 lsh" in out and "update" in out
+    threads = _load_benchmark("bench_threads")
+    assert threads.main(["--train-rows", "300", "--epochs", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(16384,) 0.02 lsh" in out and "weights differ" not in out
