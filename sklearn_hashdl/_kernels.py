@@ -6,7 +6,7 @@ Every layer's input and output for a batch is held as three arrays per "level":
 are ``ids[s, :cnt[s]]`` and whose values are ``vals[s, :cnt[s]]``. Level 0 is the
 network input (the non-zeros of each row, or whole dense rows for a neuron-major
 first layer), level ``l`` the output of layer ``l``.
-Weights are input-major, as scikit-learn's ``coefs_``: ``W[i]`` (length n_out) is
+By default weights are input-major, as scikit-learn's ``coefs_``: ``W[i]`` (length n_out) is
 the contiguous row of weights leaving input i, so a sparse input is a sum of a
 few contiguous rows, and scoring every neuron of a layer is a few AXPYs. The
 ``*_by_neuron`` and ``*_grouped`` kernels take neuron-major weights ``Wt``
@@ -15,7 +15,8 @@ few contiguous rows, and scoring every neuron of a layer is a few AXPYs. The
 Parallel loops write only to what their iteration owns (a sample's row in the
 forward and backward passes, a neuron in the grouped forward pass, a weight row
 in the update), so results do not depend on the number of threads. Per-thread scratch is indexed by
-``numba.get_thread_id()`` and always left zeroed.
+``numba.get_thread_id()``; all of it but the ``cols`` lists (written
+before they are read) is left zeroed.
 """
 
 import numba
@@ -78,20 +79,24 @@ def dense_rows_to_lists(X, rows, ids, vals, cnt):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def dense_rows_to_full_lists(X, rows, ids, vals, cnt):
-    """Copy the whole rows ``X[rows]`` (zeros included) into level-0 lists.
+def dense_rows_to_full_lists(X, rows, ids, vals, cnt, nnz):
+    """Copy the whole rows ``X[rows]`` (zeros included) into level-0 lists;
+    ``nnz[s]`` receives the row's number of non-zeros.
 
     For a neuron-major first layer: each active neuron then takes one
     contiguous, vectorised dot product with the row instead of gathering its
-    non-zeros, and its update covers its whole weight row.
+    non-zeros, and its update sweeps its whole weight row.
     """
     n = X.shape[1]
     for s in prange(rows.shape[0]):
         r = rows[s]
+        m = 0
         for i in range(n):
             ids[s, i] = i
             vals[s, i] = X[r, i]
+            m += X[r, i] != 0
         cnt[s] = n
+        nnz[s] = m
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

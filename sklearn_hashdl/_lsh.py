@@ -35,10 +35,14 @@ def _random_below(state, n):
 @njit(cache=True)
 def content_keys(ids, value_bits, cnt, keys):
     """A 64-bit hash of each row's (index, value) pairs, so that a row's random
-    choices at prediction time depend on the row alone, not on its position."""
+    choices at prediction time depend on the row alone, not on its position.
+    Zero values are left out: a whole dense row lists them, a CSR row does not,
+    and both must draw the same choices."""
     for s in range(cnt.shape[0]):
         h = _GOLDEN
         for p in range(cnt[s]):
+            if value_bits[s, p] & 0x7FFFFFFF == 0:  # +0.0 or -0.0
+                continue
             word = (np.uint64(ids[s, p]) << np.uint64(32)) | np.uint64(value_bits[s, p])
             h, _ = _next_random(h ^ word)
         keys[s] = h | np.uint64(1)
@@ -303,7 +307,8 @@ def _top_by_score(ids, scores, n, n_active, row, kept_ids):
 
 @njit(parallel=True, cache=True, fastmath=DOT_MATH)
 def select_active(
-    mode, in_ids, in_vals, in_cnt, W, neuron_major, b, hyperplanes, bias_row, K, L, offsets,
+    mode, in_ids, in_vals, in_cnt, in_nnz, W, neuron_major, b, hyperplanes, bias_row, K, L,
+    offsets,
     neuron_ids, n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost,
     count_scratch, cand_scratch,
     tie_scratch, hist_scratch, proj_scratch, pool_scratch, score_scratch,
@@ -316,7 +321,8 @@ def select_active(
     them by their exact pre-activation; SELECT_EXACT ranks every neuron exactly
     (the reference any selector is measured against); SELECT_RANDOM picks at
     random. A list shorter than n_active is padded with random neurons.
-    ``cost[s]`` receives the multiply-adds and table reads spent on sample s.
+    ``cost[s]`` receives the multiply-adds and table reads spent on sample s,
+    counting ``in_nnz[s]`` inputs (the non-zeros of a whole dense row).
     Randomness depends only on ``seed`` and ``row_keys[s]`` (the sample's
     position in training, a hash of its content in prediction), never on threads.
     ``W`` is input-major (n_in, n_out), or (n_out, n_in) when ``neuron_major``.
@@ -340,7 +346,7 @@ def select_active(
                 s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offsets,
                 neuron_ids, n_probes, count, cand, proj_scratch[tid],
             )
-            work += retrieved + in_cnt[s] * K * L
+            work += retrieved + in_nnz[s] * K * L
         if n_cand <= n_active:
             for c in range(n_cand):
                 row[c] = cand[c]
@@ -367,17 +373,17 @@ def select_active(
             scores = cand_score_scratch[tid]
             if neuron_major:
                 _score_by_neuron(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
-                work += n_cand * in_cnt[s]
+                work += n_cand * in_nnz[s]
             elif 4 * n_cand >= n_neurons:
                 # many candidates: scoring all neurons with AXPYs is cheaper than gathers
                 all_scores = score_scratch[tid]
                 _score_all(s, W, b, in_ids, in_vals, in_cnt, all_scores)
                 for c in range(n_cand):
                     scores[c] = all_scores[cand[c]]
-                work += n_neurons * in_cnt[s]
+                work += n_neurons * in_nnz[s]
             else:
                 _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
-                work += n_cand * in_cnt[s]
+                work += n_cand * in_nnz[s]
             n_out = _top_by_score(cand, scores, n_cand, n_active, row, tie_scratch[tid])
         if mode != SELECT_EXACT:
             for c in range(n_cand):

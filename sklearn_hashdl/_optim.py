@@ -12,7 +12,7 @@ from . import _kernels
 
 
 class SparseOptimizer:
-    """Optimizer state for a list of neuron-major weight matrices and biases.
+    """Optimizer state for a list of weight matrices (input- or neuron-major) and biases.
 
     ``state`` is a plain dict of arrays and scalars, so the estimator can keep it
     as a fitted attribute (it pickles and memory-maps like the weights).

@@ -100,6 +100,9 @@ class Workspace:
         self.ids = [np.zeros((B, w), np.int32) for w in widths]
         self.vals = [np.zeros((B, w), np.float32) for w in widths]
         self.cnt = [np.zeros(B, np.int32) for _ in widths]
+        # non-zeros of each input row (whole rows also list zeros): multiply-adds
+        # are counted over these, so flop_fraction_ is the same for dense and CSR input
+        self.nnz0 = np.zeros(B, np.int32)
         # deltas of level 0 (the input) are never needed
         self.delta = [None] + [np.zeros((B, w), np.float32) for w in widths[1:]]
         # dense layers keep every neuron: fixed lists 0..n-1
@@ -138,14 +141,17 @@ class Workspace:
         self.loss = np.zeros(B, np.float64)
 
     def load_inputs(self, X, rows):
-        """Put the non-zeros of X[rows] (float32 ndarray or SparseRows) into level 0."""
+        """Put the non-zeros of X[rows] (float32 ndarray or SparseRows) into level 0,
+        or whole dense rows for a neuron-major first layer."""
         ids, vals, cnt = self.ids[0], self.vals[0], self.cnt[0]
         if isinstance(X, SparseRows):
             _kernels.csr_rows_to_lists(X.data, X.indices, X.indptr, rows, ids, vals, cnt)
         elif self.whole_rows:
-            _kernels.dense_rows_to_full_lists(X, rows, ids, vals, cnt)
+            _kernels.dense_rows_to_full_lists(X, rows, ids, vals, cnt, self.nnz0)
+            return
         else:
             _kernels.dense_rows_to_lists(X, rows, ids, vals, cnt)
+        self.nnz0[: len(rows)] = cnt[: len(rows)]
 
 
 def _thread_scratch(n_threads, width, dtype):
@@ -204,8 +210,9 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
     in_ids, in_vals, in_cnt = inputs
     out_ids, _, out_cnt = outputs
     hyperplanes, offsets, neuron_ids = network.tables(i)
+    in_nnz = ws.nnz0[: in_cnt.shape[0]] if i == 0 else in_cnt
     _lsh.select_active(
-        mode, in_ids, in_vals, in_cnt, network.kernel_weights(i), network.neuron_major[i],
+        mode, in_ids, in_vals, in_cnt, in_nnz, network.kernel_weights(i), network.neuron_major[i],
         network.biases[i], hyperplanes, network.layer_sizes[i], network.K, network.L, offsets,
         neuron_ids, n_select, network.rerank_pool(i), network.n_probes, seed, row_keys, out_ids,
         out_cnt, cost, ws.count, ws.cand, ws.ties, ws.hist, ws.proj, ws.pool, ws.scores,
@@ -291,7 +298,8 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
     timer.mark("update")
 
     for i in range(n_layers):
-        pairs = int(np.dot(levels[i + 1][2].astype(np.int64), levels[i][2]))
+        in_counts = ws.nnz0[:B] if i == 0 else levels[i][2]
+        pairs = int(np.dot(levels[i + 1][2].astype(np.int64), in_counts))
         dense_pairs = B * network.weights[i].size
         passes = 3 if i > 0 else 2  # forward, weight gradient, and input deltas past layer 0
         flops["sparse"] += passes * pairs

@@ -341,6 +341,13 @@ def test_sparse_input_gives_the_same_model_as_dense(digits, fmt, selection):
     np.testing.assert_array_equal(dense.predict(X), sparse.predict(sp.csr_matrix(X).asformat(fmt)))
     np.testing.assert_allclose(dense.predict_proba(X), sparse.predict_proba(sp.csc_matrix(X)),
                                atol=1e-5)
+    assert dense.flop_fraction_ == pytest.approx(sparse.flop_fraction_, rel=1e-6)
+    # hashed prediction: a dense row lists its zeros, a CSR row does not; the random
+    # choices keyed by the row's content must not see the difference
+    for model in (dense, sparse):
+        model.set_params(predict_mode="hashed")
+    np.testing.assert_allclose(dense.predict_proba(X), sparse.predict_proba(sp.csr_matrix(X)),
+                               atol=1e-5)
 
 
 def test_float32_float64_and_int_inputs(digits):
