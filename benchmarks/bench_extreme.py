@@ -17,7 +17,6 @@ the dense/hash fit-time ratio, flop_fraction_ and the peak memory each fit adds.
 """
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np

@@ -108,11 +108,6 @@ def hashed_logit_chunks(network, X):
         yield start, logits.astype(np.float64)
 
 
-def as_float32_input(X):
-    """float32 copy or view of validated input, CSR when sparse."""
-    return as_float_input(X, np.float32)
-
-
 def as_float_input(X, dtype):
     """Validated input as ``dtype`` (a view when it already is), CSR when sparse."""
     if sp.issparse(X):

@@ -95,7 +95,8 @@ class Workspace:
         if network.is_sparse(network.n_layers - 1):
             widths[-1] = min(network.layer_sizes[-1], widths[-1] + max_labels)
         B = batch_size
-        # a neuron-major first layer takes dense input rows whole (see load_inputs)
+        # a neuron-major first layer takes dense input rows whole (see load_inputs;
+        # CSR rows still list their non-zeros, for which skipping zeros is a no-op)
         self.whole_rows = network.neuron_major[0]
         self.ids = [np.zeros((B, w), np.int32) for w in widths]
         self.vals = [np.zeros((B, w), np.float32) for w in widths]
