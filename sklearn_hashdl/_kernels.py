@@ -417,16 +417,20 @@ def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2
     keep_1, keep_2 = np.float32(1) - beta_1, np.float32(1) - beta_2
     if n_cols < 0 or n_cols * DENSE_ROW_FRACTION > w.shape[0]:
         # the whole row, keeping unmarked entries by a select rather than a
-        # branch, so that the loop is vectorised
+        # branch, so that the loop is vectorised. The old values are loaded
+        # once, before any store: re-reading m[j] in the select after the store
+        # to w[j] (which LLVM cannot prove apart) made the select a conditional
+        # load, and the loop ran 1.7-2x slower.
         for j in range(w.shape[0]):
-            g = grad[j] + l2 * w[j]
-            m_new = beta_1 * m[j] + keep_1 * g
-            v_new = beta_2 * v[j] + keep_2 * g * g
-            w_new = w[j] - step_size * m_new / (np.sqrt(v_new) + epsilon)
+            w_old, m_old, v_old = w[j], m[j], v[j]
+            g = grad[j] + l2 * w_old
+            m_new = beta_1 * m_old + keep_1 * g
+            v_new = beta_2 * v_old + keep_2 * g * g
+            w_new = w_old - step_size * m_new / (np.sqrt(v_new) + epsilon)
             touched = mark[j] != 0
-            m[j] = m_new if touched else m[j]
-            v[j] = v_new if touched else v[j]
-            w[j] = w_new if touched else w[j]
+            m[j] = m_new if touched else m_old
+            v[j] = v_new if touched else v_old
+            w[j] = w_new if touched else w_old
             grad[j] = 0
             mark[j] = 0
         return
@@ -442,22 +446,34 @@ def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, nesterov):
-    """sklearn's SGD-with-momentum rule on the listed entries (the marked ones when
-    n_cols is -1); clears the scratch."""
-    n = w.shape[0] if n_cols < 0 else n_cols
-    for c in range(n):
-        j = c if n_cols < 0 else cols[c]
-        grad_j = grad[j]
-        grad[j] = 0
-        if mark[j] == 0:  # a whole row's untouched entry
-            continue
-        mark[j] = 0
-        g = grad_j + l2 * w[j]
+    """sklearn's SGD-with-momentum rule on the marked entries, listed in
+    ``cols[:n_cols]`` (unlisted when n_cols is -1); clears the scratch."""
+    if n_cols < 0 or n_cols * DENSE_ROW_FRACTION > w.shape[0]:
+        # the whole row, vectorised by a select (see _adam_apply)
+        for j in range(w.shape[0]):
+            w_old, vel_old = w[j], vel[j]
+            g = grad[j] + l2 * w_old
+            vel_new = momentum * vel_old - learning_rate * g
+            if nesterov:
+                w_new = w_old + (momentum * vel_new - learning_rate * g)
+            else:
+                w_new = w_old + vel_new
+            touched = mark[j] != 0
+            vel[j] = vel_new if touched else vel_old
+            w[j] = w_new if touched else w_old
+            grad[j] = 0
+            mark[j] = 0
+        return
+    for c in range(n_cols):
+        j = cols[c]
+        g = grad[j] + l2 * w[j]
         vel[j] = momentum * vel[j] - learning_rate * g
         if nesterov:
             w[j] += momentum * vel[j] - learning_rate * g
         else:
             w[j] += vel[j]
+        grad[j] = 0
+        mark[j] = 0
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
