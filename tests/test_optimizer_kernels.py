@@ -1,0 +1,103 @@
+"""The lazy Adam and SGD kernels against a NumPy reference of the same rules.
+
+A weight row is updated either by visiting its touched entries one by one or,
+when many are touched, by a vectorised sweep of the whole row that keeps the
+untouched entries by a select. Both paths must apply sklearn's rule to exactly
+the touched entries and leave every other weight and moment bit for bit alone.
+"""
+
+import numpy as np
+import pytest
+
+from sklearn_hashdl import _kernels
+from sklearn_hashdl._train import _thread_scratch
+
+N_ROWS, WIDTH = 4, 40
+# (sample, input rows with values, active columns): row 0 meets 33 columns and
+# row 1 meets 30 (whole-row sweeps), row 2 meets 2 (the one-by-one path), row 3 none
+SAMPLES = [({0: 0.5, 1: -1.5}, list(range(30))), ({0: 2.0}, [35, 36, 37]), ({2: 1.25}, [5, 7])]
+
+
+def _batch(rng):
+    B = len(SAMPLES)
+    row_ids = np.zeros((B, WIDTH), np.int32)
+    row_vals = np.zeros((B, WIDTH), np.float32)
+    row_cnt = np.zeros(B, np.int32)
+    col_ids = np.zeros((B, WIDTH), np.int32)
+    col_vals = np.zeros((B, WIDTH), np.float32)
+    col_cnt = np.zeros(B, np.int32)
+    for s, (inputs, columns) in enumerate(SAMPLES):
+        row_cnt[s], col_cnt[s] = len(inputs), len(columns)
+        row_ids[s, : len(inputs)] = list(inputs)
+        row_vals[s, : len(inputs)] = list(inputs.values())
+        col_ids[s, : len(columns)] = columns
+        col_vals[s, : len(columns)] = rng.randn(len(columns))
+    return (row_ids, row_vals, row_cnt), (col_ids, col_vals, col_cnt)
+
+
+def _reference_gradients(rows, cols):
+    """Dense float64 gradients and touched masks of W and b."""
+    (row_ids, row_vals, row_cnt), (col_ids, col_vals, col_cnt) = rows, cols
+    grad_W, touched_W = np.zeros((N_ROWS, WIDTH)), np.zeros((N_ROWS, WIDTH), bool)
+    grad_b, touched_b = np.zeros(WIDTH), np.zeros(WIDTH, bool)
+    for s in range(len(row_cnt)):
+        ids, deltas = col_ids[s, : col_cnt[s]], col_vals[s, : col_cnt[s]].astype(np.float64)
+        grad_b[ids] += deltas
+        touched_b[ids] = True
+        for i, x in zip(row_ids[s, : row_cnt[s]], row_vals[s, : row_cnt[s]]):
+            grad_W[i, ids] += float(x) * deltas
+            touched_W[i, ids] = True
+    return (grad_W, touched_W), (grad_b, touched_b)
+
+
+def _kernel_lists(rows, cols):
+    (row_ids, row_vals, row_cnt), (col_ids, col_vals, col_cnt) = rows, cols
+    n = row_ids.size
+    row_start, row_sample, row_pos = np.zeros(N_ROWS + 1, np.int64), np.zeros(n, np.int32), np.zeros(n, np.int32)
+    touched = np.zeros(N_ROWS, np.int32)
+    n_touched = _kernels.invert_lists(row_ids, row_cnt, N_ROWS, row_start, row_sample, row_pos, touched)
+    scratch = tuple(_thread_scratch(8, WIDTH, dtype) for dtype in (np.float32, np.uint8, np.int32))
+    lists = (touched, n_touched, row_start, row_sample, row_pos, row_vals, col_ids, col_cnt, col_vals,
+             False, col_ids, col_cnt, col_vals)
+    return lists, scratch
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "sgd_nesterov"])
+def test_update_kernels_apply_the_rule_to_touched_entries_only(solver):
+    rng = np.random.RandomState(0)
+    rows, cols = _batch(rng)
+    (grad_W, touched_W), (grad_b, touched_b) = _reference_gradients(rows, cols)
+    assert touched_W.sum(axis=1).tolist() == [33, 30, 2, 0]
+    W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
+    state = [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
+    before = [a.copy() for a in [W, b] + state]
+    lists, scratch = _kernel_lists(rows, cols)
+    l2, lr = 0.01, 0.05
+    if solver == "adam":
+        beta_1, beta_2, eps = 0.9, 0.999, 1e-8
+        _kernels.adam_update(W, b, *state, *lists, np.float32(l2), np.float32(lr), np.float32(beta_1),
+                             np.float32(beta_2), np.float32(eps), *scratch)
+    else:
+        momentum, nesterov = 0.9, solver == "sgd_nesterov"
+        _kernels.sgd_update(W, b, state[0], state[2], *lists, np.float32(l2), np.float32(lr),
+                            np.float32(momentum), nesterov, *scratch)
+    for name, new, old, grad, touched, decay in (
+        ("W", W, before[0], grad_W, touched_W, l2), ("b", b, before[1], grad_b, touched_b, 0.0)
+    ):
+        first, second = (state[0], state[1]) if name == "W" else (state[2], state[3])
+        first_old, second_old = (before[2], before[3]) if name == "W" else (before[4], before[5])
+        w, g = old.astype(np.float64), grad + decay * old
+        if solver == "adam":
+            m = beta_1 * first_old + (1 - beta_1) * g
+            v = beta_2 * second_old + (1 - beta_2) * g * g
+            expected = [w - lr * m / (np.sqrt(v) + eps), m, v]
+            got, olds = [new, first, second], [old, first_old, second_old]
+        else:
+            velocity = momentum * first_old - lr * g
+            step = momentum * velocity - lr * g if nesterov else velocity
+            expected, got, olds = [w + step, velocity], [new, first], [old, first_old]
+        for exp, out, prev in zip(expected, got, olds):
+            np.testing.assert_allclose(out[touched], exp[touched], rtol=2e-5, atol=1e-6, err_msg=name)
+            np.testing.assert_array_equal(out[~touched], prev[~touched], err_msg=name)
+    # the scratch is left cleared for the next layer
+    assert not scratch[0].any() and not scratch[1].any()
