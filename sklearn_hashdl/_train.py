@@ -120,6 +120,8 @@ class Workspace:
         self.row_sample = np.zeros(B * max_width, np.int32)
         self.row_pos = np.zeros(B * max_width, np.int32)
         self.touched = np.zeros(max_size, np.int32)
+        self._inverted_level, self._n_touched = None, 0  # what the index holds
+        self.n_rows = 0  # rows in the levels, set by load_inputs
         # per-thread scratch of the update kernels, indexed by weight column
         self.grad = _thread_scratch(n_threads, max_size, np.float32)
         self.target = _thread_scratch(n_threads, max_out, np.float32)
@@ -141,9 +143,29 @@ class Workspace:
         self.row_keys = np.arange(1, B + 1, dtype=np.uint64)
         self.loss = np.zeros(B, np.float64)
 
+    def inverted(self, level, n_ids):
+        """Level ``level``'s (sample, position) pairs grouped by id: the index
+        (touched ids, their count, row_start, row_sample, row_pos) of
+        ``_kernels.invert_lists``. The forward pass of a neuron-major layer and
+        the updates of the layers on either side of a level group it the same
+        way, so the index is kept until another level or new lists replace it."""
+        if self._inverted_level != level:
+            self._n_touched = _kernels.invert_lists(
+                self.ids[level], self.cnt[level][: self.n_rows], n_ids, self.row_start,
+                self.row_sample, self.row_pos, self.touched,
+            )
+            self._inverted_level = level
+        return self.touched, self._n_touched, self.row_start, self.row_sample, self.row_pos
+
+    def lists_changed(self):
+        """Forget the inverted index (call after writing any level's id lists)."""
+        self._inverted_level = None
+
     def load_inputs(self, X, rows):
         """Put the non-zeros of X[rows] (float32 ndarray or SparseRows) into level 0,
         or whole dense rows for a neuron-major first layer."""
+        self.n_rows = len(rows)
+        self.lists_changed()
         ids, vals, cnt = self.ids[0], self.vals[0], self.cnt[0]
         if isinstance(X, SparseRows):
             _kernels.csr_rows_to_lists(X.data, X.indices, X.indptr, rows, ids, vals, cnt)
@@ -210,6 +232,7 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
     ``inputs`` into the id lists of ``outputs`` (see _lsh.select_active)."""
     in_ids, in_vals, in_cnt = inputs
     out_ids, _, out_cnt = outputs
+    ws.lists_changed()
     hyperplanes, offsets, neuron_ids = network.tables(i)
     in_nnz = ws.nnz0[: in_cnt.shape[0]] if i == 0 else in_cnt
     _lsh.select_active(
@@ -229,11 +252,8 @@ def compute_layer(network, i, inputs, outputs, ws=None):
     W, b = network.kernel_weights(i), network.biases[i]
     activation = 0 if i == network.n_layers - 1 else network.activation_code
     if network.neuron_major[i] and ws is not None:
-        n_touched = _kernels.invert_lists(out_ids, out_cnt, W.shape[0], ws.row_start,
-                                          ws.row_sample, ws.row_pos, ws.touched)
-        _kernels.forward_layer_grouped(W, b, in_ids, in_vals, in_cnt, ws.touched, n_touched,
-                                       ws.row_start, ws.row_sample, ws.row_pos, activation,
-                                       out_vals)
+        _kernels.forward_layer_grouped(W, b, in_ids, in_vals, in_cnt, *ws.inverted(i + 1, W.shape[0]),
+                                       activation, out_vals)
     elif network.neuron_major[i]:
         _kernels.forward_layer_by_neuron(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
                                          activation, out_vals)
@@ -287,13 +307,10 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         outputs = (levels[i + 1][0], levels[i + 1][2], ws.delta[i + 1][:B])  # ids, counts, deltas
         # group the batch by weight row: by input, or by neuron for neuron-major W
         if network.neuron_major[i]:
-            (row_ids, row_cnt, row_vals), columns = outputs, inputs
+            (_, _, row_vals), columns, row_level = outputs, inputs, i + 1
         else:
-            (row_ids, row_cnt, row_vals), columns = inputs, outputs
-        n_touched = _kernels.invert_lists(
-            row_ids, row_cnt, W.shape[0], ws.row_start, ws.row_sample, ws.row_pos, ws.touched
-        )
-        index = (ws.touched, n_touched, ws.row_start, ws.row_sample, ws.row_pos)
+            (_, _, row_vals), columns, row_level = inputs, outputs, i
+        index = ws.inverted(row_level, W.shape[0])
         optimizer.update_layer(i, W, b, step_size, l2, index, row_vals, columns, outputs, scratch,
                                network.neuron_major[i], i == 0 and ws.whole_rows)
     timer.mark("update")

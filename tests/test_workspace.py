@@ -1,0 +1,40 @@
+"""The training workspace: reusing a level's inverted index within a batch
+trains exactly as rebuilding it for every kernel that needs it."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+
+from sklearn_hashdl import HashMLPClassifier
+from sklearn_hashdl._train import Workspace
+
+
+def _fit(params, X, y):
+    return HashMLPClassifier(max_iter=3, batch_size=32, random_state=0, **params).fit(X, y)
+
+
+@pytest.mark.parametrize("params", [
+    # neuron-major hidden layers: their forward pass and both neighbouring
+    # updates group the same level
+    dict(hidden_layer_sizes=(64, 48), sparsity=0.2, selection="lsh"),
+    dict(hidden_layer_sizes=(80,), sparsity=0.1, selection="lsh_rerank", solver="sgd"),
+    # input-major layers: every update groups a different level
+    dict(hidden_layer_sizes=(40, 30), sparsity=0.3, selection="exact"),
+])
+def test_reused_inverted_index_trains_like_a_fresh_one(params, monkeypatch):
+    X, y = make_classification(n_samples=150, n_features=20, n_informative=10, n_classes=3,
+                               random_state=0)
+    X = np.where(np.abs(X) < 0.5, 0.0, X)  # some zero inputs
+    reused = _fit(params, X, y)
+
+    inverted = Workspace.inverted
+
+    def always_fresh(self, level, n_ids):
+        self._inverted_level = None  # forget it, whatever the workspace thinks
+        return inverted(self, level, n_ids)
+
+    monkeypatch.setattr(Workspace, "inverted", always_fresh)
+    fresh = _fit(params, X, y)
+    for a, b in zip(reused.coefs_ + reused.intercepts_, fresh.coefs_ + fresh.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert reused.loss_curve_ == fresh.loss_curve_
