@@ -423,6 +423,14 @@ def _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def _adam_rule(w, m, v, g, step_size, beta_1, beta_2, keep_1, keep_2, epsilon):
+    """One entry's Adam step: new (w, m, v) from the old ones and gradient g."""
+    m_new = beta_1 * m + keep_1 * g
+    v_new = beta_2 * v + keep_2 * g * g
+    return w - step_size * m_new / (np.sqrt(v_new) + epsilon), m_new, v_new
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2, epsilon):
     """sklearn's Adam rule on the marked entries, listed in ``cols[:n_cols]``
     (unlisted when n_cols is -1); clears the scratch."""
@@ -436,10 +444,8 @@ def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2
         # load, and the loop ran 1.7-2x slower.
         for j in range(w.shape[0]):
             w_old, m_old, v_old = w[j], m[j], v[j]
-            g = grad[j] + l2 * w_old
-            m_new = beta_1 * m_old + keep_1 * g
-            v_new = beta_2 * v_old + keep_2 * g * g
-            w_new = w_old - step_size * m_new / (np.sqrt(v_new) + epsilon)
+            w_new, m_new, v_new = _adam_rule(w_old, m_old, v_old, grad[j] + l2 * w_old,
+                                             step_size, beta_1, beta_2, keep_1, keep_2, epsilon)
             touched = mark[j] != 0
             m[j] = m_new if touched else m_old
             v[j] = v_new if touched else v_old
@@ -449,12 +455,19 @@ def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2
         return
     for c in range(n_cols):
         j = cols[c]
-        g = grad[j] + l2 * w[j]
-        m[j] = beta_1 * m[j] + keep_1 * g
-        v[j] = beta_2 * v[j] + keep_2 * g * g
-        w[j] -= step_size * m[j] / (np.sqrt(v[j]) + epsilon)
+        w[j], m[j], v[j] = _adam_rule(w[j], m[j], v[j], grad[j] + l2 * w[j], step_size,
+                                      beta_1, beta_2, keep_1, keep_2, epsilon)
         grad[j] = 0
         mark[j] = 0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _sgd_rule(w, vel, g, learning_rate, momentum, nesterov):
+    """One entry's SGD-with-momentum step: new (w, velocity)."""
+    vel_new = momentum * vel - learning_rate * g
+    if nesterov:
+        return w + (momentum * vel_new - learning_rate * g), vel_new
+    return w + vel_new, vel_new
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -465,12 +478,8 @@ def _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, ne
         # the whole row, vectorised by a select (see _adam_apply)
         for j in range(w.shape[0]):
             w_old, vel_old = w[j], vel[j]
-            g = grad[j] + l2 * w_old
-            vel_new = momentum * vel_old - learning_rate * g
-            if nesterov:
-                w_new = w_old + (momentum * vel_new - learning_rate * g)
-            else:
-                w_new = w_old + vel_new
+            w_new, vel_new = _sgd_rule(w_old, vel_old, grad[j] + l2 * w_old, learning_rate,
+                                       momentum, nesterov)
             touched = mark[j] != 0
             vel[j] = vel_new if touched else vel_old
             w[j] = w_new if touched else w_old
@@ -479,12 +488,8 @@ def _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, ne
         return
     for c in range(n_cols):
         j = cols[c]
-        g = grad[j] + l2 * w[j]
-        vel[j] = momentum * vel[j] - learning_rate * g
-        if nesterov:
-            w[j] += momentum * vel[j] - learning_rate * g
-        else:
-            w[j] += vel[j]
+        w[j], vel[j] = _sgd_rule(w[j], vel[j], grad[j] + l2 * w[j], learning_rate, momentum,
+                                 nesterov)
         grad[j] = 0
         mark[j] = 0
 
