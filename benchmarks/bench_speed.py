@@ -4,13 +4,16 @@ For each hidden configuration, in one run on real MNIST: MLPClassifier (and
 PyTorch's CPU build when it is importable; it is not a dependency), then
 HashMLPClassifier at each sparsity and selection, all with batch 128, Adam 1e-3,
 the same epochs and seed. Prints seconds per epoch, the dense/hash time ratio,
-test accuracy, flop_fraction_, and where the hashed fit spent its time; with
+test accuracy, flop_fraction_, and where the hashed fit spent its time. With
+``--repeats N`` every model is fitted N times, taking turns, and the table gives
+median seconds and the median and range of the ratios paired within a repeat; with
 ``--memory``, also the peak memory of a one-epoch fit of each scikit-learn model
 (tracemalloc, in a separate untimed fit; not for PyTorch).
 
     python benchmarks/bench_speed.py                                   # all configs
     python benchmarks/bench_speed.py --hidden 16384 --sparsity 0.02 --selection lsh_rerank,exact
     python benchmarks/bench_speed.py --train-rows 10000 --epochs 1 --n-jobs 1
+    python benchmarks/bench_speed.py --hidden 4096 --sparsity 0.02 --selection lsh --repeats 3
 """
 
 import argparse
@@ -78,6 +81,8 @@ def main(argv=None):
     parser.add_argument("--sparsity", default="0.05,0.02")
     parser.add_argument("--selection", default="auto", help="comma-separated selections")
     parser.add_argument("--n-jobs", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fits of each model, taking turns; medians are reported")
     parser.add_argument("--no-dense", action="store_true", help="skip the dense baselines")
     parser.add_argument("--memory", action="store_true", help="also measure peak fit memory")
     args = parser.parse_args(argv)
@@ -94,38 +99,80 @@ def main(argv=None):
         common = dict(hidden_layer_sizes=hidden, max_iter=args.epochs, batch_size=128,
                       learning_rate_init=1e-3, random_state=args.seed, tol=0.0,
                       n_iter_no_change=args.epochs + 1)
-        print(f"\nhidden {hidden}")
-        print(f"{'model':38s} {'s/epoch':>8s} {'dense/this':>10s} {'accuracy':>8s} {'flop frac':>9s} "
-              f"{'fit peak MB':>11s}")
-        dense_seconds = None
+        models = []  # (name, scikit-learn model or None for PyTorch)
         if not args.no_dense:
-            dense = MLPClassifier(**common)
-            _, seconds, _ = measure_fit(dense.fit, X_train, y_train)
-            dense_seconds = seconds
-            peak = _peak(dense, X_train, y_train) if args.memory else None
-            print(f"{'MLPClassifier':38s} {seconds / args.epochs:8.2f} {1:9.2f}x "
-                  f"{dense.score(X_test, y_test):8.4f} {1:9.4f} {_megabytes(peak)}")
-            torch_seconds, torch_accuracy = torch_fit_seconds(hidden, data, args.epochs, args.seed)
-            if torch_seconds is not None:
-                print(f"{'PyTorch CPU':38s} {torch_seconds / args.epochs:8.2f} "
-                      f"{dense_seconds / torch_seconds:9.2f}x {torch_accuracy:8.4f} {1:9.4f}")
+            models.append(("MLPClassifier", MLPClassifier(**common)))
+            models.append(("PyTorch CPU", None))
         for sparsity in (float(s) for s in args.sparsity.split(",")):
             for selection in args.selection.split(","):
-                model = HashMLPClassifier(sparsity=sparsity, selection=selection, n_jobs=args.n_jobs,
-                                          **common)
-                _train.phase_timer = timer = _train.PhaseTimer()
-                _, seconds, _ = measure_fit(model.fit, X_train, y_train)
-                _train.phase_timer = None
-                peak = _peak(model, X_train, y_train) if args.memory else None
-                ratio = f"{dense_seconds / seconds:9.2f}x" if dense_seconds else f"{'-':>10s}"
-                name = f"Hash sparsity={sparsity} {selection}"
-                print(f"{name:38s} {seconds / args.epochs:8.2f} {ratio} "
-                      f"{model.score(X_test, y_test):8.4f} {model.flop_fraction_:9.4f} {_megabytes(peak)}")
-                phases = dict(timer.seconds)
-                phases["outside the batch loop"] = seconds - sum(phases.values())
-                print("    " + ", ".join(f"{k} {v / seconds:.0%}" for k, v in
-                                         sorted(phases.items(), key=lambda kv: -kv[1])))
+                models.append((f"Hash sparsity={sparsity} {selection}", HashMLPClassifier(
+                    sparsity=sparsity, selection=selection, n_jobs=args.n_jobs, **common)))
+        runs = {name: [] for name, _ in models}
+        # repeats take turns, so that each one's ratios compare fits run close in
+        # time on this shared machine, whose speed drifts by tens of percent
+        for _ in range(args.repeats):
+            for name, model in models:
+                run = _timed_run(model, hidden, data, args)
+                if run is not None:
+                    runs[name].append(run)
+        _print_table(hidden, models, runs, data, args)
     return 0
+
+
+def _timed_run(model, hidden, data, args):
+    """One timed fit: dict of seconds, accuracy, flop fraction and phase seconds
+    (None when PyTorch is missing)."""
+    X_train, y_train, X_test, y_test = data
+    if model is None:
+        seconds, accuracy = torch_fit_seconds(hidden, data, args.epochs, args.seed)
+        return None if seconds is None else dict(seconds=seconds, accuracy=accuracy, flops=1.0)
+    model = clone(model)
+    is_hash = isinstance(model, HashMLPClassifier)
+    _train.phase_timer = timer = _train.PhaseTimer() if is_hash else None
+    try:
+        _, seconds, _ = measure_fit(model.fit, X_train, y_train)
+    finally:
+        _train.phase_timer = None
+    run = dict(seconds=seconds, accuracy=model.score(X_test, y_test),
+               flops=model.flop_fraction_ if is_hash else 1.0)
+    if is_hash:
+        run["phases"] = dict(timer.seconds)
+    return run
+
+
+def _print_table(hidden, models, runs, data, args):
+    """Median seconds per epoch, and the median and range over repeats of the
+    paired ratio dense seconds / this model's seconds (the repeat's own
+    MLPClassifier fit)."""
+    X_train, y_train = data[0], data[1]
+    print(f"\nhidden {hidden}, {args.repeats} repeat(s)")
+    print(f"{'model':38s} {'s/epoch':>8s} {'dense/this':>10s} {'range':>13s} {'accuracy':>8s} "
+          f"{'flop frac':>9s} {'fit peak MB':>11s}")
+    dense_runs = runs.get("MLPClassifier", [])
+    for name, model in models:
+        if not runs[name]:
+            continue
+        seconds = [run["seconds"] for run in runs[name]]
+        ratio, spread = f"{'-':>10s}", f"{'-':>13s}"
+        if dense_runs:
+            ratios = [d["seconds"] / run["seconds"] for d, run in zip(dense_runs, runs[name])]
+            ratio = f"{np.median(ratios):9.2f}x"
+            spread = f"{min(ratios):5.2f}-{max(ratios):5.2f}x"
+        peak = _peak(model, X_train, y_train) if args.memory and model is not None else None
+        last = runs[name][-1]
+        memory = _megabytes(peak) if model is not None else ""
+        print(f"{name:38s} {np.median(seconds) / args.epochs:8.2f} {ratio} {spread:>13s} "
+              f"{last['accuracy']:8.4f} {last['flops']:9.4f} {memory}")
+        if "phases" in last:
+            # where the fits' time went, summed over the repeats
+            phases = {}
+            for run in runs[name]:
+                for phase, t in run["phases"].items():
+                    phases[phase] = phases.get(phase, 0.0) + t
+            total = sum(seconds)
+            phases["outside the batch loop"] = total - sum(phases.values())
+            print("    " + ", ".join(f"{k} {v / total:.0%}" for k, v in
+                                     sorted(phases.items(), key=lambda kv: -kv[1])))
 
 
 if __name__ == "__main__":

@@ -74,9 +74,10 @@ def _load_benchmark(name):
 def test_bench_speed_and_threads_run_short_on_real_data(capsys):
     speed = _load_benchmark("bench_speed")
     assert speed.main(["--train-rows", "600", "--hidden", "64", "--sparsity", "0.1",
-                       "--selection", "auto,lsh", "--memory"]) == 0
+                       "--selection", "auto,lsh", "--memory", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "MLPClassifier" in out and "Hash sparsity=0.1 lsh" in out and "update" in out
+    assert "2 repeat(s)" in out and "range" in out
     threads = _load_benchmark("bench_threads")
     assert threads.main(["--train-rows", "300", "--epochs", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
