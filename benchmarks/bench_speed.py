@@ -6,7 +6,8 @@ HashMLPClassifier at each sparsity and selection, all with batch 128, Adam 1e-3,
 the same epochs and seed. Prints seconds per epoch, the dense/hash time ratio,
 test accuracy, flop_fraction_, and where the hashed fit spent its time. With
 ``--repeats N`` every model is fitted N times, taking turns, and the table gives
-median seconds and the median and range of the ratios paired within a repeat; with
+median seconds and the median and range of the ratios paired within a repeat
+(and the median PyTorch/hash ratio, when PyTorch ran); with
 ``--memory``, also the peak memory of a one-epoch fit of each scikit-learn model
 (tracemalloc, in a separate untimed fit; not for PyTorch).
 
@@ -146,23 +147,27 @@ def _print_table(hidden, models, runs, data, args):
     MLPClassifier fit)."""
     X_train, y_train = data[0], data[1]
     print(f"\nhidden {hidden}, {args.repeats} repeat(s)")
-    print(f"{'model':38s} {'s/epoch':>8s} {'dense/this':>10s} {'range':>13s} {'accuracy':>8s} "
-          f"{'flop frac':>9s} {'fit peak MB':>11s}")
+    print(f"{'model':38s} {'s/epoch':>8s} {'dense/this':>10s} {'range':>13s} {'torch/this':>10s} "
+          f"{'accuracy':>8s} {'flop frac':>9s} {'fit peak MB':>11s}")
     dense_runs = runs.get("MLPClassifier", [])
+    torch_runs = runs.get("PyTorch CPU", [])
     for name, model in models:
         if not runs[name]:
             continue
         seconds = [run["seconds"] for run in runs[name]]
-        ratio, spread = f"{'-':>10s}", f"{'-':>13s}"
+        ratio, spread, torch_ratio = f"{'-':>10s}", f"{'-':>13s}", f"{'-':>10s}"
         if dense_runs:
             ratios = [d["seconds"] / run["seconds"] for d, run in zip(dense_runs, runs[name])]
             ratio = f"{np.median(ratios):9.2f}x"
             spread = f"{min(ratios):5.2f}-{max(ratios):5.2f}x"
+        if torch_runs and model is not None and not isinstance(model, MLPClassifier):
+            ratios = [t["seconds"] / run["seconds"] for t, run in zip(torch_runs, runs[name])]
+            torch_ratio = f"{np.median(ratios):9.2f}x"
         peak = _peak(model, X_train, y_train) if args.memory and model is not None else None
         last = runs[name][-1]
         memory = _megabytes(peak) if model is not None else ""
         print(f"{name:38s} {np.median(seconds) / args.epochs:8.2f} {ratio} {spread:>13s} "
-              f"{last['accuracy']:8.4f} {last['flops']:9.4f} {memory}")
+              f"{torch_ratio} {last['accuracy']:8.4f} {last['flops']:9.4f} {memory}")
         if "phases" in last:
             # where the fits' time went, summed over the repeats
             phases = {}

@@ -11,13 +11,12 @@ number of threads, which the script checks.
 """
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 
 from sklearn_hashdl import HashMLPClassifier
-from sklearn_hashdl.compare import load_dataset, warm_up
+from sklearn_hashdl.compare import load_dataset, timed, warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 CONFIGS = [((1000, 1000, 1000), 0.05, "auto"), ((4096,), 0.02, "lsh"), ((16384,), 0.02, "lsh")]
@@ -45,9 +44,8 @@ def main(argv=None):
                 model = HashMLPClassifier(hidden, sparsity=sparsity, selection=selection,
                                           max_iter=args.epochs, batch_size=128, random_state=0,
                                           tol=0.0, n_iter_no_change=args.epochs + 1, n_jobs=n_jobs)
-                start = time.perf_counter()
-                model.fit(X, y)
-                best[n_jobs] = min(best[n_jobs], (time.perf_counter() - start) / args.epochs)
+                _, seconds = timed(model.fit, X, y)
+                best[n_jobs] = min(best[n_jobs], seconds / args.epochs)
                 weights[n_jobs] = model.coefs_
         same = all(np.array_equal(a, b) for a, b in zip(weights[1], weights[2]))
         name = f"{hidden} {sparsity} {selection}"

@@ -71,7 +71,7 @@ def _load_benchmark(name):
 
 @pytest.mark.skipif(not MNIST.exists(),
                     reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
-def test_bench_speed_and_threads_run_short_on_real_data(capsys):
+def test_bench_speed_threads_and_kernel_profile_run_short_on_real_data(capsys):
     speed = _load_benchmark("bench_speed")
     assert speed.main(["--train-rows", "600", "--hidden", "64", "--sparsity", "0.1",
                        "--selection", "auto,lsh", "--memory", "--repeats", "2"]) == 0
@@ -82,3 +82,8 @@ def test_bench_speed_and_threads_run_short_on_real_data(capsys):
     assert threads.main(["--train-rows", "300", "--epochs", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "(16384,) 0.02 lsh" in out and "weights differ" not in out
+    profile = _load_benchmark("profile_kernels")
+    assert profile.main(["--train-rows", "300", "--hidden", "64", "--sparsity", "0.1",
+                         "--n-jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "adam_update" in out and "rows touched per grouping of 64 ids" in out
