@@ -87,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--no-dense", action="store_true", help="skip the dense baselines")
     parser.add_argument("--memory", action="store_true", help="also measure peak fit memory")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if not Path(args.data).exists():
         print(f"skipped: MNIST not found at {args.data}")
         return 0
