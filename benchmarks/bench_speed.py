@@ -9,7 +9,8 @@ test accuracy, flop_fraction_, and where the hashed fit spent its time. With
 median seconds and the median and range of the ratios paired within a repeat
 (and the median PyTorch/hash ratio, when PyTorch ran); with
 ``--memory``, also the peak memory of a one-epoch fit of each scikit-learn model
-(tracemalloc, in a separate untimed fit; not for PyTorch).
+(tracemalloc, in a separate untimed fit; not for PyTorch); with
+``--asynchronous``, each hashed model is also fitted with asynchronous=True.
 
     python benchmarks/bench_speed.py                                   # all configs
     python benchmarks/bench_speed.py --hidden 16384 --sparsity 0.02 --selection lsh_rerank,exact
@@ -86,6 +87,8 @@ def main(argv=None):
                         help="fits of each model, taking turns; medians are reported")
     parser.add_argument("--no-dense", action="store_true", help="skip the dense baselines")
     parser.add_argument("--memory", action="store_true", help="also measure peak fit memory")
+    parser.add_argument("--asynchronous", action="store_true",
+                        help="also fit each hashed model with asynchronous=True")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -108,8 +111,11 @@ def main(argv=None):
             models.append(("PyTorch CPU", None))
         for sparsity in (float(s) for s in args.sparsity.split(",")):
             for selection in args.selection.split(","):
-                models.append((f"Hash sparsity={sparsity} {selection}", HashMLPClassifier(
-                    sparsity=sparsity, selection=selection, n_jobs=args.n_jobs, **common)))
+                for asynchronous in (False, True) if args.asynchronous else (False,):
+                    name = f"Hash sparsity={sparsity} {selection}" + (" async" if asynchronous else "")
+                    models.append((name, HashMLPClassifier(
+                        sparsity=sparsity, selection=selection, n_jobs=args.n_jobs,
+                        asynchronous=asynchronous, **common)))
         runs = {name: [] for name, _ in models}
         # repeats take turns, so that each one's ratios compare fits run close in
         # time on this shared machine, whose speed drifts by tens of percent
@@ -170,7 +176,9 @@ def _print_table(hidden, models, runs, data, args):
         memory = _megabytes(peak) if model is not None else ""
         print(f"{name:38s} {np.median(seconds) / args.epochs:8.2f} {ratio} {spread:>13s} "
               f"{torch_ratio} {last['accuracy']:8.4f} {last['flops']:9.4f} {memory}")
-        if "phases" in last:
+        if last.get("phases") == {}:
+            print("    (no breakdown: the asynchronous workers are not timed)")
+        elif "phases" in last:
             # where the fits' time went, summed over the repeats
             phases = {}
             for run in runs[name]:

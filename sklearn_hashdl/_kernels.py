@@ -16,7 +16,8 @@ Parallel loops write only to what their iteration owns (a sample's row in the
 forward and backward passes, a neuron in the grouped forward pass, a weight row
 in the update), so results do not depend on the number of threads. Per-thread scratch is indexed by
 ``numba.get_thread_id()``; all of it but the ``cols`` lists (written
-before they are read) is left zeroed.
+before they are read) is left zeroed. Kernels called from Python release the GIL
+(``nogil``), so that asynchronous training can run them from several threads.
 """
 
 import numba
@@ -63,7 +64,7 @@ def _derivative(a, code):
     return a * 0 + 1
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def dense_rows_to_lists(X, rows, ids, vals, cnt):
     """Copy the non-zeros of ``X[rows]`` (dense) into level-0 lists."""
     for s in prange(rows.shape[0]):
@@ -78,7 +79,7 @@ def dense_rows_to_lists(X, rows, ids, vals, cnt):
         cnt[s] = m
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def dense_rows_to_full_lists(X, rows, ids, vals, cnt, nnz):
     """Copy the whole rows ``X[rows]`` (zeros included) into level-0 lists;
     ``nnz[s]`` receives the row's number of non-zeros.
@@ -99,7 +100,7 @@ def dense_rows_to_full_lists(X, rows, ids, vals, cnt, nnz):
         nnz[s] = m
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def transpose_into(A, out):
     """out[j, i] = A[i, j], by 64 x 64 tiles so that reads and writes both stay in cache."""
     n, m = A.shape
@@ -110,7 +111,7 @@ def transpose_into(A, out):
                     out[j, i] = A[i, j]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def csr_rows_to_lists(data, indices, indptr, rows, ids, vals, cnt):
     """Copy the non-zeros of CSR rows ``rows`` into level-0 lists."""
     for s in prange(rows.shape[0]):
@@ -125,7 +126,7 @@ def csr_rows_to_lists(data, indices, indptr, rows, ids, vals, cnt):
         cnt[s] = m
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, activation, out_vals):
     """out_vals[s, q] = act(x_s . W[:, j] + b[j]) for each active neuron j = out_ids[s, q].
 
@@ -151,7 +152,7 @@ def forward_layer(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, a
             z[q] = _activate(z[q], activation)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def add_true_labels(out_ids, out_cnt, rows, label_ptr, label_ids, mark_scratch):
     """Append each sample's true labels to its active output neurons if missing.
 
@@ -176,7 +177,7 @@ def add_true_labels(out_ids, out_cnt, rows, label_ptr, label_ids, mark_scratch):
         out_cnt[s] = n
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def output_loss_and_delta(out_ids, logits, out_cnt, rows, label_ptr, label_ids, label_vals,
                           sample_weight, weight_sum, softmax, target_scratch, delta, loss):
     """Turn the active output logits into probabilities, log loss and deltas.
@@ -226,7 +227,7 @@ def output_loss_and_delta(out_ids, logits, out_cnt, rows, label_ptr, label_ids, 
             y_of[label_ids[e]] = 0
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, out_delta,
                    in_activation, in_delta):
     """Deltas of the layer's active inputs from the deltas of its active neurons."""
@@ -246,7 +247,7 @@ def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, out
             in_delta[s, p] = acc * _derivative(in_vals[s, p], in_activation)
 
 
-@njit(parallel=True, cache=True, fastmath=DOT_MATH, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, fastmath=DOT_MATH, error_model="numpy")
 def forward_layer_by_neuron(Wt, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals):
     """forward_layer for neuron-major weights ``Wt`` (n_out, n_in): one short dot
     product per active neuron over its contiguous row, instead of one scattered
@@ -268,7 +269,7 @@ def forward_layer_by_neuron(Wt, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, ac
             out_vals[s, q] = _activate(acc, activation)
 
 
-@njit(parallel=True, cache=True, fastmath=DOT_MATH, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, fastmath=DOT_MATH, error_model="numpy")
 def forward_layer_grouped(Wt, b, in_ids, in_vals, in_cnt, touched, n_touched, row_start,
                           row_sample, row_pos, activation, out_vals):
     """forward_layer_by_neuron over the whole batch at once, neuron by neuron.
@@ -309,7 +310,7 @@ def forward_layer_grouped(Wt, b, in_ids, in_vals, in_cnt, touched, n_touched, ro
             out_vals[s, row_pos[e]] = _activate(acc, activation)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def backward_layer_by_neuron(Wt, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_delta,
                              in_activation, in_delta):
     """backward_layer for neuron-major weights ``Wt`` (n_out, n_in)."""
@@ -331,7 +332,7 @@ def backward_layer_by_neuron(Wt, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_
             acc[p] *= _derivative(in_vals[s, p], in_activation)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def invert_lists(ids, cnt, n_ids, row_start, row_sample, row_pos, touched_rows):
     """Group the (sample, position) pairs of id lists by id: a counting sort.
 
@@ -494,7 +495,7 @@ def _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, ne
         mark[j] = 0
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def adam_update(
     W, b, m_W, v_W, m_b, v_b, touched_rows, n_touched, row_start, row_sample, row_pos,
     row_vals, col_ids, col_cnt, col_vals, skip_zero_columns, out_ids, out_cnt, out_delta, l2,
@@ -522,7 +523,7 @@ def adam_update(
     _adam_apply(b, m_b, v_b, grad, mark, cols, n_cols, l2 * 0, step_size, beta_1, beta_2, epsilon)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def sgd_update(
     W, b, vel_W, vel_b, touched_rows, n_touched, row_start, row_sample, row_pos,
     row_vals, col_ids, col_cnt, col_vals, skip_zero_columns, out_ids, out_cnt, out_delta, l2,

@@ -34,7 +34,7 @@ def _random_below(state, n):
     return state, np.int64(((z >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def content_keys(ids, value_bits, cnt, keys):
     """A 64-bit hash of each row's (index, value) pairs, so that a row's random
     choices at prediction time depend on the row alone, not on its position.
@@ -81,7 +81,7 @@ def neuron_codes(W, b, hyperplanes, K, L, mips=False):
     return (bits << np.arange(K, dtype=np.int32)).sum(axis=2).astype(np.int32)
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def build_tables(codes, K, offsets, neuron_ids):
     """Counting sort of neurons by bucket, per table, into ``offsets`` and ``neuron_ids``."""
     n_neurons, L = codes.shape
@@ -305,7 +305,7 @@ def _top_by_score(ids, scores, n, n_active, row, kept_ids):
     return n_active
 
 
-@njit(parallel=True, cache=True, fastmath=DOT_MATH)
+@njit(nogil=True, parallel=True, cache=True, fastmath=DOT_MATH)
 def select_active(
     mode, in_ids, in_vals, in_cnt, in_nnz, W, neuron_major, b, hyperplanes, bias_row, K, L,
     offsets,
@@ -394,7 +394,7 @@ def select_active(
         cost[s] = work
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def add_random(out_ids, out_cnt, n_total, n_neurons, seed, row_keys, mark_scratch):
     """Extend every sample's active list with distinct random neurons to n_total.
 
@@ -409,7 +409,7 @@ def add_random(out_ids, out_cnt, n_total, n_neurons, seed, row_keys, mark_scratc
                                       mark_scratch[numba.get_thread_id()], state)
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _pad_with_random(row, n_out, n_active, n_neurons, mark, state):
     """Append random neurons not yet in ``row[:n_out]`` until it holds n_active."""
     for c in range(n_out):

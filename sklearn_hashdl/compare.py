@@ -19,6 +19,7 @@ Python::
 """
 
 import argparse
+import multiprocessing
 import time
 import tracemalloc
 import warnings
@@ -121,6 +122,34 @@ def warm_up():
     X, y = rng.rand(200, 10).astype(np.float32), rng.randint(0, 3, 200)
     for selection in ("lsh", "exact"):
         timed(HashMLPClassifier((40,), max_iter=1, sparsity=0.2, selection=selection).fit, X, y)
+
+
+def _fit_after_barrier(params, data, barrier, results):
+    """Child process of ``concurrent_fit_seconds``."""
+    X, y, _, _ = load_dataset(**data)
+    warm_up()
+    model = HashMLPClassifier(**params)
+    barrier.wait()
+    results.put(timed(model.fit, X, y)[1])
+
+
+def concurrent_fit_seconds(params, data, n_processes=2):
+    """Seconds of the slowest of ``n_processes`` fits run at the same time, each in
+    its own process, of HashMLPClassifier(**params) on load_dataset(**data).
+
+    With n_jobs=1 in ``params`` this is the best case for n threads on this
+    machine: work that shares nothing but the hardware (caches, memory).
+    """
+    spawn = multiprocessing.get_context("spawn")  # never fork after numba's threads start
+    barrier, results = spawn.Barrier(n_processes), spawn.Queue()
+    children = [spawn.Process(target=_fit_after_barrier, args=(params, data, barrier, results))
+                for _ in range(n_processes)]
+    for child in children:
+        child.start()
+    seconds = [results.get() for _ in children]
+    for child in children:
+        child.join()
+    return max(seconds)
 
 
 def compare(X_train, y_train, X_test, y_test, hidden_layer_sizes=(1000,), K=6, L=10,

@@ -74,14 +74,17 @@ def _load_benchmark(name):
 def test_bench_speed_threads_and_kernel_profile_run_short_on_real_data(capsys):
     speed = _load_benchmark("bench_speed")
     assert speed.main(["--train-rows", "600", "--hidden", "64", "--sparsity", "0.1",
-                       "--selection", "auto,lsh", "--memory", "--repeats", "2"]) == 0
+                       "--selection", "auto,lsh", "--memory", "--repeats", "2",
+                       "--asynchronous", "--n-jobs", "2"]) == 0
     out = capsys.readouterr().out
     assert "MLPClassifier" in out and "Hash sparsity=0.1 lsh" in out and "update" in out
+    assert "Hash sparsity=0.1 lsh async" in out and "asynchronous workers are not timed" in out
     assert "2 repeat(s)" in out and "range" in out
     threads = _load_benchmark("bench_threads")
     assert threads.main(["--train-rows", "300", "--epochs", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "(16384,) 0.02 lsh" in out and "weights differ" not in out
+    assert "2 async" in out and "2 processes" in out
     profile = _load_benchmark("profile_kernels")
     assert profile.main(["--train-rows", "300", "--hidden", "64", "--sparsity", "0.1",
                          "--n-jobs", "1"]) == 0

@@ -669,6 +669,27 @@ def test_thread_count_does_not_change_the_model(digits, selection):
     assert one.flop_fraction_ == two.flop_fraction_
 
 
+def test_rehash_products_run_on_one_blas_thread(digits, monkeypatch):
+    # OpenBLAS threads spin after a call, stealing a core from the next kernels,
+    # and the product's rounding (so the buckets) may change with their number
+    from threadpoolctl import threadpool_info
+
+    from sklearn_hashdl import _network
+
+    X, y = digits
+    seen = []
+    original = _network.Network.rebuild_all_tables
+
+    def recording(self):
+        seen.extend(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+        return original(self)
+
+    monkeypatch.setattr(_network.Network, "rebuild_all_tables", recording)
+    for n_jobs in (1, 2):
+        quiet_fit(make(n_jobs=n_jobs, selection="lsh", rehash_interval=2, max_iter=1), X[:600], y[:600])
+    assert seen and set(seen) == {1}
+
+
 # ------------------------------------------------------------------ diagnostics
 
 def test_flop_fraction_falls_with_sparsity(digits):
