@@ -224,8 +224,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         updating the shared weights without locks (HOGWILD!, as in the paper)
         instead of splitting every batch between the threads. It has no barrier
         per kernel, but streams two batches' weight rows at once: on MNIST, two
-        threads fit three hidden layers of 1000 1.84x faster than one (1.69x
-        synchronously) and one of 4096 1.66x (1.79x); see docs/performance.md.
+        threads fit three hidden layers of 1000 1.80-1.84x faster than one
+        (1.64-1.72x synchronously), one of 4096 1.62-1.75x (1.60-1.97x); see
+        docs/performance.md.
         A fit is then no longer reproducible: results depend on thread timing.
         No effect with one thread, nor with numba's workqueue threading layer,
         which cannot run kernels from two threads at once (a warning says so).
