@@ -164,7 +164,7 @@ class Workspace:
             )
             self._inverted_level = level
             if self.descending:
-                self.touched[: self._n_touched] = self.touched[self._n_touched - 1:: -1].copy()
+                self.touched[: self._n_touched] = self.touched[: self._n_touched][::-1].copy()
         return self.touched, self._n_touched, self.row_start, self.row_sample, self.row_pos
 
     def lists_changed(self):
@@ -372,21 +372,12 @@ class TrainingRun:
         self.n_trained = 0
         self.timer = phase_timer if phase_timer is not None else _NoTimer()
         self._lock = threading.Lock()
-        # OpenBLAS's threads busy-wait about 0.1 s after each call before they
-        # sleep, taking a core from the numba kernels that follow: with two threads
-        # the 4096-wide LSH fit on MNIST (a rehash matrix product every ~50
-        # batches) took 1.90 s per epoch, 1.49 with the rehash on one BLAS thread.
-        # One BLAS thread whatever n_jobs, since the product's last bits (and so
-        # the hash buckets) can change with BLAS's thread count.
+        # the epoch's weight norm runs on one BLAS thread, as the rehash does
+        # (see Network.rebuild_tables)
         self._blas = ThreadpoolController()
 
-    def _one_blas_thread(self):
-        """Context for the NumPy products done between training kernels."""
-        return self._blas.limit(limits=1, user_api="blas")
-
     def _rebuild_tables(self):
-        with self._one_blas_thread():
-            self.flops["sparse"] += self.network.rebuild_all_tables()
+        self.flops["sparse"] += self.network.rebuild_all_tables()
 
     def epoch(self, order):
         self._loss_sum = 0.0
@@ -400,7 +391,7 @@ class TrainingRun:
                 self.timer.mark("rehash and batch loop")
         else:
             self._train_asynchronously(batches)
-        with self._one_blas_thread():
+        with self._blas.limit(limits=1, user_api="blas"):
             squared_norm = sum(float(np.dot(W.ravel(order="K"), W.ravel(order="K")))
                                for W in self.network.weights)
         return (self._loss_sum + 0.5 * self.alpha * squared_norm * self._l2_batches) / len(order)

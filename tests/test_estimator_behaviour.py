@@ -678,16 +678,18 @@ def test_rehash_products_run_on_one_blas_thread(digits, monkeypatch):
 
     X, y = digits
     seen = []
-    original = _network.Network.rebuild_all_tables
+    original = _network._lsh.neuron_codes
 
-    def recording(self):
+    def recording(*args, **kwargs):
         seen.extend(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
-        return original(self)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(_network.Network, "rebuild_all_tables", recording)
+    monkeypatch.setattr(_network._lsh, "neuron_codes", recording)
     for n_jobs in (1, 2):
-        quiet_fit(make(n_jobs=n_jobs, selection="lsh", rehash_interval=2, max_iter=1), X[:600], y[:600])
-    assert seen and set(seen) == {1}
+        # the first build, the scheduled rebuilds, and the early-stopping restore
+        quiet_fit(make(n_jobs=n_jobs, selection="lsh", rehash_interval=2, max_iter=3,
+                       early_stopping=True), X[:600], y[:600])
+    assert len(seen) > 6 and set(seen) == {1}
 
 
 # ------------------------------------------------------------------ diagnostics
