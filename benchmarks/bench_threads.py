@@ -7,11 +7,11 @@ threads; the weights must equal the one-thread fit's, which the script checks)
 and ``asynchronous=True`` (HOGWILD!: each thread trains its own batches on the
 shared weights), whose test accuracy is printed next to the synchronous one.
 
-The last column is what two cores can give this work on this machine at best:
-two one-thread fits, each in its own process, run at the same time, and their
-combined throughput is compared with one fit alone (2 x alone / slower of the
-pair). Where it is below 2, the cores slow each other down through what they
-share (caches, memory), whatever the threads do.
+The last column runs two one-thread fits at the same time, each in its own
+process with its own weights, and compares their combined throughput with one
+fit alone (2 x alone / slower of the pair). Below 2, the cores slow each other
+down through what they share (caches, memory). It is not a bound for the
+synchronous fit, whose threads split one batch's weight rows between them.
 
 Each measurement is repeated (``--repeats``, taking turns) and the fastest kept,
 since these machines are shared.

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import threadpool_limits
 
 from . import _kernels, _lsh
 
@@ -372,9 +372,6 @@ class TrainingRun:
         self.n_trained = 0
         self.timer = phase_timer if phase_timer is not None else _NoTimer()
         self._lock = threading.Lock()
-        # the epoch's weight norm runs on one BLAS thread, as the rehash does
-        # (see Network.rebuild_tables)
-        self._blas = ThreadpoolController()
 
     def _rebuild_tables(self):
         self.flops["sparse"] += self.network.rebuild_all_tables()
@@ -391,7 +388,8 @@ class TrainingRun:
                 self.timer.mark("rehash and batch loop")
         else:
             self._train_asynchronously(batches)
-        with self._blas.limit(limits=1, user_api="blas"):
+        # one BLAS thread, as for the rehash (see Network.rebuild_tables)
+        with threadpool_limits(limits=1, user_api="blas"):
             squared_norm = sum(float(np.dot(W.ravel(order="K"), W.ravel(order="K")))
                                for W in self.network.weights)
         return (self._loss_sum + 0.5 * self.alpha * squared_norm * self._l2_batches) / len(order)

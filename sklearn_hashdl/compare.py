@@ -124,31 +124,26 @@ def warm_up():
         timed(HashMLPClassifier((40,), max_iter=1, sparsity=0.2, selection=selection).fit, X, y)
 
 
-def _fit_after_barrier(params, data, barrier, results):
-    """Child process of ``concurrent_fit_seconds``."""
+def _fit_after_barrier(params, data, barrier):
+    """Worker of ``concurrent_fit_seconds``: seconds of one fit, started with the others."""
     X, y, _, _ = load_dataset(**data)
     warm_up()
     model = HashMLPClassifier(**params)
-    barrier.wait()
-    results.put(timed(model.fit, X, y)[1])
+    barrier.wait(timeout=600)  # a sibling that failed breaks the barrier instead of hanging it
+    return timed(model.fit, X, y)[1]
 
 
 def concurrent_fit_seconds(params, data, n_processes=2):
     """Seconds of the slowest of ``n_processes`` fits run at the same time, each in
     its own process, of HashMLPClassifier(**params) on load_dataset(**data).
 
-    With n_jobs=1 in ``params`` this is the best case for n threads on this
-    machine: work that shares nothing but the hardware (caches, memory).
+    With n_jobs=1 in ``params`` it shows how much the cores slow each other
+    through what they share (caches, memory) when the work itself shares nothing.
     """
     spawn = multiprocessing.get_context("spawn")  # never fork after numba's threads start
-    barrier, results = spawn.Barrier(n_processes), spawn.Queue()
-    children = [spawn.Process(target=_fit_after_barrier, args=(params, data, barrier, results))
-                for _ in range(n_processes)]
-    for child in children:
-        child.start()
-    seconds = [results.get() for _ in children]
-    for child in children:
-        child.join()
+    with spawn.Manager() as manager, spawn.Pool(n_processes) as pool:
+        barrier = manager.Barrier(n_processes)
+        seconds = pool.starmap(_fit_after_barrier, [(params, data, barrier)] * n_processes)
     return max(seconds)
 
 
