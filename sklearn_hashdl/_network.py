@@ -7,10 +7,11 @@ call leaves a fitted model as it was and read-only (memory-mapped) arrays are
 never written to.
 """
 
+import functools
 import math
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import _lsh
 from ._kernels import ACTIVATION_CODES, transpose_into
@@ -143,7 +144,7 @@ class Network:
         otherwise change with the number of BLAS threads.
         """
         W, b = self.weights[i], self.biases[i]
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             codes = _lsh.neuron_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips)
         _lsh.build_tables(codes, self.K, self.offsets[i], self.neuron_ids[i])
         return W.shape[1] * (W.shape[0] + 1) * self.K * self.L
@@ -156,6 +157,19 @@ class Network:
         n_in, n_out = self.weights[i].shape
         self.hyperplanes[i] = _lsh.make_hyperplanes(random_state, n_in, self.K, self.L, self.mips)
         self.offsets[i], self.neuron_ids[i] = _lsh.new_tables(n_out, self.K, self.L)
+
+
+@functools.cache
+def _blas_controller():
+    # made once: threadpoolctl's threadpool_limits scans the loaded libraries on
+    # every call (about 3 ms, paid per rehash and per epoch); NumPy's BLAS, the
+    # one these products use, is loaded before this module is imported
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """Context in which BLAS calls (NumPy's matrix products) run on one thread."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 _NO_PLANES = np.zeros((1, 1), np.float32)

@@ -16,9 +16,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
-
 from . import _kernels, _lsh
+from ._network import one_blas_thread
 
 
 class PhaseTimer:
@@ -389,7 +388,7 @@ class TrainingRun:
         else:
             self._train_asynchronously(batches)
         # one BLAS thread, as for the rehash (see Network.rebuild_tables)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             squared_norm = sum(float(np.dot(W.ravel(order="K"), W.ravel(order="K")))
                                for W in self.network.weights)
         return (self._loss_sum + 0.5 * self.alpha * squared_norm * self._l2_batches) / len(order)

@@ -681,15 +681,20 @@ def test_rehash_products_run_on_one_blas_thread(digits, monkeypatch):
     original = _network._lsh.neuron_codes
 
     def recording(*args, **kwargs):
-        seen.extend(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+        seen.extend(blas_threads())
         return original(*args, **kwargs)
 
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    before = blas_threads()
     monkeypatch.setattr(_network._lsh, "neuron_codes", recording)
     for n_jobs in (1, 2):
         # the first build, the scheduled rebuilds, and the early-stopping restore
         quiet_fit(make(n_jobs=n_jobs, selection="lsh", rehash_interval=2, max_iter=3,
                        early_stopping=True), X[:600], y[:600])
     assert len(seen) > 6 and set(seen) == {1}
+    assert blas_threads() == before  # the limit is lifted after each product
 
 
 # ------------------------------------------------------------------ diagnostics
