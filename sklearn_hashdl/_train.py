@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import scipy.sparse as sp
+
 from . import _kernels, _lsh
 from ._network import one_blas_thread
 
