@@ -680,12 +680,12 @@ def test_rehash_products_run_on_one_blas_thread(digits, monkeypatch):
     seen = []
     original = _network._lsh.neuron_codes
 
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
     def recording(*args, **kwargs):
         seen.extend(blas_threads())
         return original(*args, **kwargs)
-
-    def blas_threads():
-        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
 
     before = blas_threads()
     monkeypatch.setattr(_network._lsh, "neuron_codes", recording)
