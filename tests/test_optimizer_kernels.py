@@ -3,7 +3,9 @@
 A weight row is updated either by visiting its touched entries one by one or,
 when many are touched, by a vectorised sweep of the whole row that keeps the
 untouched entries by a select. Both paths must apply sklearn's rule to exactly
-the touched entries and leave every other weight and moment bit for bit alone.
+the touched entries and leave every other weight and moment bit for bit alone,
+whether the columns come as lists or as whole rows with their zeros (as a
+neuron-major first layer sees dense input; their gradient sums two rows a pass).
 """
 
 import numpy as np
@@ -50,20 +52,31 @@ def _reference_gradients(rows, cols):
     return (grad_W, touched_W), (grad_b, touched_b)
 
 
-def _kernel_lists(rows, cols):
+def _kernel_lists(rows, cols, whole_rows=False):
+    """The kernels' arguments; with ``whole_rows`` the columns are given as whole
+    rows, zeros included (as a neuron-major first layer sees its dense input)."""
     (row_ids, row_vals, row_cnt), (col_ids, col_vals, col_cnt) = rows, cols
     n = row_ids.size
     row_start, row_sample, row_pos = np.zeros(N_ROWS + 1, np.int64), np.zeros(n, np.int32), np.zeros(n, np.int32)
     touched = np.zeros(N_ROWS, np.int32)
     n_touched = _kernels.invert_lists(row_ids, row_cnt, N_ROWS, row_start, row_sample, row_pos, touched)
     scratch = tuple(_thread_scratch(8, WIDTH, dtype) for dtype in (np.float32, np.uint8, np.int32))
-    lists = (touched, n_touched, row_start, row_sample, row_pos, row_vals, col_ids, col_cnt, col_vals,
-             False, col_ids, col_cnt, col_vals)
+    columns = (col_ids, col_cnt, col_vals)
+    if whole_rows:
+        B = len(col_cnt)
+        dense = np.zeros((B, WIDTH), np.float32)
+        for s in range(B):
+            dense[s, col_ids[s, : col_cnt[s]]] = col_vals[s, : col_cnt[s]]
+        columns = (np.tile(np.arange(WIDTH, dtype=np.int32), (B, 1)), np.full(B, WIDTH, np.int32), dense)
+    # the biases follow the column lists either way
+    lists = (touched, n_touched, row_start, row_sample, row_pos, row_vals, *columns, whole_rows,
+             col_ids, col_cnt, col_vals)
     return lists, scratch
 
 
+@pytest.mark.parametrize("whole_rows", [False, True], ids=["column lists", "whole rows"])
 @pytest.mark.parametrize("solver", ["adam", "sgd", "sgd_nesterov"])
-def test_update_kernels_apply_the_rule_to_touched_entries_only(solver):
+def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_rows):
     rng = np.random.RandomState(0)
     rows, cols = _batch(rng)
     (grad_W, touched_W), (grad_b, touched_b) = _reference_gradients(rows, cols)
@@ -71,7 +84,8 @@ def test_update_kernels_apply_the_rule_to_touched_entries_only(solver):
     W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
     state = [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
     before = [a.copy() for a in [W, b] + state]
-    lists, scratch = _kernel_lists(rows, cols)
+    # as whole rows, row 0 sums its two samples in one pass, rows 1 and 2 one sample
+    lists, scratch = _kernel_lists(rows, cols, whole_rows)
     l2, lr = 0.01, 0.05
     if solver == "adam":
         beta_1, beta_2, eps = 0.9, 0.999, 1e-8
