@@ -71,7 +71,7 @@ def _load_benchmark(name):
 
 @pytest.mark.skipif(not MNIST.exists(),
                     reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
-def test_bench_speed_threads_and_kernel_profile_run_short_on_real_data(capsys):
+def test_bench_speed_threads_and_kernel_profiles_run_short_on_real_data(capsys):
     speed = _load_benchmark("bench_speed")
     assert speed.main(["--train-rows", "600", "--hidden", "64", "--sparsity", "0.1",
                        "--selection", "auto,lsh", "--memory", "--repeats", "2",
@@ -90,3 +90,7 @@ def test_bench_speed_threads_and_kernel_profile_run_short_on_real_data(capsys):
                          "--n-jobs", "1"]) == 0
     out = capsys.readouterr().out
     assert "adam_update" in out and "rows touched per grouping of 64 ids" in out
+    kernels = _load_benchmark("bench_kernels")
+    assert kernels.main(["--hidden", "64", "--sparsity", "0.1", "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "gradient sums only" in out and "bare Adam sweep" in out and "GB/s" in out
