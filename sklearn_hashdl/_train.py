@@ -256,7 +256,7 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
     in_nnz = ws.nnz0[: in_cnt.shape[0]] if i == 0 else in_cnt
     if i == 0 and ws.nonzeros is not None and mode in (_lsh.SELECT_LSH, _lsh.SELECT_RANDOM):
         # hashing skips zeros: the lists of non-zeros save a test per column
-        # (selection 13% faster on MNIST); scoring modes keep the contiguous rows
+        # (selection 1.13x faster on MNIST); scoring modes keep the contiguous rows
         in_ids, in_vals, in_cnt = ws.nonzeros
     _lsh.select_active(
         mode, in_ids, in_vals, in_cnt, in_nnz, network.kernel_weights(i), network.neuron_major[i],
