@@ -11,7 +11,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import DOT_MATH
+from ._kernels import DOT_MATH, _activate
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -310,7 +310,7 @@ def select_active(
     mode, in_ids, in_vals, in_cnt, in_nnz, W, neuron_major, b, hyperplanes, bias_row, K, L,
     offsets,
     neuron_ids, n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost,
-    count_scratch, cand_scratch,
+    write_values, activation, out_vals, count_scratch, cand_scratch,
     tie_scratch, hist_scratch, proj_scratch, pool_scratch, score_scratch,
     cand_score_scratch,
 ):
@@ -325,6 +325,9 @@ def select_active(
     counting ``in_nnz[s]`` inputs (the non-zeros of a whole dense row).
     Randomness depends only on ``seed`` and ``row_keys[s]`` (the sample's
     position in training, a hash of its content in prediction), never on threads.
+    With ``write_values`` (SELECT_EXACT on input-major ``W`` only, where every
+    neuron is scored), ``out_vals[s]`` also receives the chosen neurons'
+    activations (``activation`` code): their scores are their pre-activations.
     ``W`` is input-major (n_in, n_out), or (n_out, n_in) when ``neuron_major``.
     """
     n_neurons = W.shape[0] if neuron_major else W.shape[1]
@@ -385,6 +388,9 @@ def select_active(
                 _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
                 work += n_cand * in_nnz[s]
             n_out = _top_by_score(cand, scores, n_cand, n_active, row, tie_scratch[tid])
+            if write_values:  # all_scores holds every neuron's pre-activation
+                for c in range(n_out):
+                    out_vals[s, c] = _activate(score_scratch[tid][row[c]], activation)
         if mode != SELECT_EXACT:
             for c in range(n_cand):
                 count[cand[c]] = 0

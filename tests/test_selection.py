@@ -184,3 +184,15 @@ def test_top_by_score_survives_nan_scores():
     scores[::7] = np.nan
     chosen = _top_k(scores, 20)
     assert len(np.unique(chosen)) == 20 and chosen.min() >= 0 and chosen.max() < 400
+
+
+def test_exact_selection_gives_the_forward_pass_values():
+    # an exactly scored hidden layer: the chosen neurons' scores are their
+    # activations, so the forward pass is skipped; they must be what it computes
+    net, ws, X = _setup(_lsh.SELECT_EXACT)
+    assert not net.neuron_major[0]
+    chosen = _select(net, ws)
+    W, b = net.weights[0], net.biases[0]
+    for s in range(BATCH):
+        expected = np.maximum(X[s] @ W[:, chosen[s]] + b[chosen[s]], 0)
+        np.testing.assert_allclose(ws.vals[1][s, :K_ACTIVE], expected, rtol=1e-5, atol=1e-6)
