@@ -364,10 +364,10 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         pairs = int(np.dot(levels[i + 1][2].astype(np.int64), in_counts))
         dense_pairs = B * network.weights[i].size
         passes = 3 if i > 0 else 2  # forward, weight gradient, and input deltas past layer 0
+        flops["dense"] += passes * dense_pairs
         if network.is_sparse(i) and selection_computes_activations(network, i, network.selection[i]):
             passes -= 1  # the selection's scores were the forward pass (counted in its cost)
         flops["sparse"] += passes * pairs
-        flops["dense"] += passes * dense_pairs
     timer.mark("bookkeeping")
     return loss
 
