@@ -75,10 +75,8 @@ def bare_adam_sweep(W, m, v, touched, n_touched, g, step_size, beta_1, beta_2, e
     for r in prange(n_touched):
         w, m_row, v_row = W[touched[r]], m[touched[r]], v[touched[r]]
         for j in range(w.shape[0]):
-            m_new = beta_1 * m_row[j] + keep_1 * g[j]
-            v_new = beta_2 * v_row[j] + keep_2 * g[j] * g[j]
-            m_row[j], v_row[j] = m_new, v_new
-            w[j] -= step_size * m_new / (np.sqrt(v_new) + epsilon)
+            w[j], m_row[j], v_row[j] = _kernels._adam_rule(w[j], m_row[j], v_row[j], g[j], step_size,
+                                                           beta_1, beta_2, keep_1, keep_2, epsilon)
 
 
 def make_batch(X, n_neurons, sparsity, touched_share, seed=0):
@@ -90,9 +88,6 @@ def make_batch(X, n_neurons, sparsity, touched_share, seed=0):
     b = dict(
         W=(rng.standard_normal((n_neurons, n_in)) * 0.01).astype(np.float32),
         bias=np.zeros(n_neurons, np.float32),
-        x_ids=np.tile(np.arange(n_in, dtype=np.int32), (BATCH, 1)),
-        x_vals=np.ascontiguousarray(X[:BATCH], np.float32),
-        x_cnt=np.full(BATCH, n_in, np.int32),
         out_ids=np.array([rng.choice(pool, k, replace=False) for _ in range(BATCH)], np.int32),
         out_cnt=np.full(BATCH, k, np.int32),
         delta=(rng.standard_normal((BATCH, k)) * 0.01).astype(np.float32),
@@ -110,13 +105,14 @@ def make_batch(X, n_neurons, sparsity, touched_share, seed=0):
     # indexed by neuron (the biases) and by input (a weight row's columns)
     b["scratch"] = tuple(_thread_scratch(n_threads, max(n_neurons, n_in), dtype)
                          for dtype in (np.float32, np.uint8, np.int32))
-    nz = b["x_vals"] != 0
-    b["nz_ids"] = np.zeros((BATCH, n_in), np.int32)
-    b["nz_vals"] = np.zeros((BATCH, n_in), np.float32)
-    for s in range(BATCH):
-        cols = np.flatnonzero(nz[s]).astype(np.int32)
-        b["nz_ids"][s, : len(cols)], b["nz_vals"][s, : len(cols)] = cols, b["x_vals"][s, cols]
-    b["nnz"] = nz.sum(axis=1).astype(np.int32)
+    # the whole rows and their non-zero lists, as the batch loader writes them in training
+    for name, dtype in (("x_ids", np.int32), ("x_vals", np.float32), ("nz_ids", np.int32),
+                        ("nz_vals", np.float32)):
+        b[name] = np.zeros((BATCH, n_in), dtype)
+    b["x_cnt"], b["nnz"] = np.zeros(BATCH, np.int32), np.zeros(BATCH, np.int32)
+    _kernels.dense_rows_to_full_lists(np.ascontiguousarray(X[:BATCH], np.float32),
+                                      np.arange(BATCH, dtype=np.int64), b["x_ids"], b["x_vals"],
+                                      b["x_cnt"], b["nnz"], b["nz_ids"], b["nz_vals"])
     return b
 
 

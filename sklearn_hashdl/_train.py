@@ -258,8 +258,7 @@ def selection_computes_activations(network, i, mode):
     the forward pass was 11% of the fit). Not for the output layer, which gains
     random negatives and true labels after the selection.
     """
-    return (mode == _lsh.SELECT_EXACT and not network.neuron_major[i]
-            and i < network.n_layers - 1 and network.n_selected(i) == network.n_active[i])
+    return mode == _lsh.SELECT_EXACT and not network.neuron_major[i] and i < network.n_layers - 1
 
 
 def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys, cost):
