@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from sklearn_hashdl import _kernels, _lsh
-from sklearn_hashdl._train import _thread_scratch
+from sklearn_hashdl._train import _thread_scratch, compact_scratch
 from sklearn_hashdl.compare import load_dataset
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
@@ -105,6 +105,7 @@ def make_batch(X, n_neurons, sparsity, touched_share, seed=0):
     # indexed by neuron (the biases) and by input (a weight row's columns)
     b["scratch"] = tuple(_thread_scratch(n_threads, max(n_neurons, n_in), dtype)
                          for dtype in (np.float32, np.uint8, np.int32))
+    b["compact"] = compact_scratch(n_threads, BATCH, max(n_neurons, n_in))
     # the whole rows and their non-zero lists, as the batch loader writes them in training
     for name, dtype in (("x_ids", np.int32), ("x_vals", np.float32), ("nz_ids", np.int32),
                         ("nz_vals", np.float32)):
@@ -142,7 +143,8 @@ def kernel_calls(b):
     scratch = b["scratch"]
     gradient_lists = (b["delta"], b["x_ids"], b["x_cnt"], b["x_vals"])
     update = (b["W"], b["bias"], b["m"], b["v"], b["m_b"], b["v_b"], *b["index"], *gradient_lists,
-              True, b["out_ids"], b["out_cnt"], b["delta"], np.float32(0), *ADAM, *scratch)
+              True, b["out_ids"], b["out_cnt"], b["delta"], np.float32(0), *ADAM, *scratch,
+              b["compact"])
     g = np.full(b["W"].shape[1], 1e-3, np.float32)
     return [
         ("adam_update", _kernels.adam_update, update),

@@ -69,7 +69,7 @@ class SparseOptimizer:
         touched_rows, n_touched, row_start, row_sample, row_pos = index
         col_ids, col_cnt, col_vals = columns
         out_ids, out_cnt, out_delta = outputs
-        grad, mark, cols = scratch
+        grad, mark, cols, compact = scratch
         s, p = self.state, self.params
 
         def state(name):
@@ -84,14 +84,14 @@ class SparseOptimizer:
                 W, b, state("m_W"), state("v_W"), s["m_b"][layer], s["v_b"][layer], *lists,
                 np.float32(l2), np.float32(step_size),
                 np.float32(p["beta_1"]), np.float32(p["beta_2"]), np.float32(p["epsilon"]),
-                grad, mark, cols,
+                grad, mark, cols, compact,
             )
         else:
             _kernels.sgd_update(
                 W, b, state("vel_W"), s["vel_b"][layer], *lists,
                 np.float32(l2), np.float32(step_size),
                 np.float32(p["momentum"]), bool(p["nesterovs_momentum"]),
-                grad, mark, cols,
+                grad, mark, cols, compact,
             )
 
     def iteration_ends(self, samples_seen):

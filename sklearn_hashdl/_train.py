@@ -140,6 +140,7 @@ class Workspace:
         self.target = _thread_scratch(n_threads, max_out, np.float32)
         self.mark = _thread_scratch(n_threads, max_size, np.uint8)
         self.cols = _thread_scratch(n_threads, max_size, np.int32)
+        self.compact = compact_scratch(n_threads, B, max_size)
         # per-thread scratch of the selection kernel
         n_tables = network.L
         n_planes = network.K * n_tables
@@ -207,6 +208,22 @@ def _thread_scratch(n_threads, width, dtype):
     per_line = 64 // itemsize
     padded = (width + per_line - 1) // per_line * per_line + per_line
     return np.zeros((n_threads, padded), dtype)
+
+
+def compact_scratch(n_threads, batch_size, max_width, max_columns=_kernels.COMPACT_MAX_COLUMNS):
+    """Scratch of the update kernels' compact gradient sums (``_kernels._column_union``):
+    (slot, union_ids, dense_delta, dense_mark, acc_grad, acc_mark) for up to
+    ``batch_size`` samples, weight rows up to ``max_width`` long and batches
+    naming up to ``max_columns`` columns (0 turns the compact sums off)."""
+    n_columns = min(max_width, max_columns)
+    return (
+        np.full(max_width, -1, np.int32),
+        np.zeros(max_width + 1, np.int32),  # + 1: the branch-free append writes one past
+        np.zeros((batch_size, n_columns), np.float32),
+        np.zeros((batch_size, n_columns), np.uint8),
+        _thread_scratch(n_threads, n_columns, np.float32),
+        _thread_scratch(n_threads, n_columns, np.uint8),
+    )
 
 
 def input_width(X):
@@ -342,7 +359,7 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
     if step_size is None:
         step_size = optimizer.begin_batch()
     l2 = alpha / weight_sum
-    scratch = (ws.grad, ws.mark, ws.cols)
+    scratch = (ws.grad, ws.mark, ws.cols, ws.compact)
     for i in range(n_layers):
         W, b = network.kernel_weights(i), network.biases[i]
         in_ids, in_vals, in_cnt = levels[i]

@@ -4,15 +4,17 @@ A weight row is updated either by visiting its touched entries one by one or,
 when many are touched, by a vectorised sweep of the whole row that keeps the
 untouched entries by a select. Both paths must apply sklearn's rule to exactly
 the touched entries and leave every other weight and moment bit for bit alone,
-whether the columns come as lists or as whole rows with their zeros (as a
-neuron-major first layer sees dense input; their gradient sums two rows a pass).
+whether the columns come as lists (their gradient scattered sample by sample,
+or summed over compact dense copies of the batch's lists) or as whole rows with
+their zeros (as a neuron-major first layer sees dense input; their gradient
+sums two rows a pass).
 """
 
 import numpy as np
 import pytest
 
 from sklearn_hashdl import _kernels
-from sklearn_hashdl._train import _thread_scratch
+from sklearn_hashdl._train import _thread_scratch, compact_scratch
 
 N_ROWS, WIDTH = 4, 40
 # (sample, input rows with values, active columns): row 0 meets 33 columns and
@@ -20,15 +22,15 @@ N_ROWS, WIDTH = 4, 40
 SAMPLES = [({0: 0.5, 1: -1.5}, list(range(30))), ({0: 2.0}, [35, 36, 37]), ({2: 1.25}, [5, 7])]
 
 
-def _batch(rng):
-    B = len(SAMPLES)
+def _batch(rng, samples=SAMPLES):
+    B = len(samples)
     row_ids = np.zeros((B, WIDTH), np.int32)
     row_vals = np.zeros((B, WIDTH), np.float32)
     row_cnt = np.zeros(B, np.int32)
     col_ids = np.zeros((B, WIDTH), np.int32)
     col_vals = np.zeros((B, WIDTH), np.float32)
     col_cnt = np.zeros(B, np.int32)
-    for s, (inputs, columns) in enumerate(SAMPLES):
+    for s, (inputs, columns) in enumerate(samples):
         row_cnt[s], col_cnt[s] = len(inputs), len(columns)
         row_ids[s, : len(inputs)] = list(inputs)
         row_vals[s, : len(inputs)] = list(inputs.values())
@@ -52,15 +54,18 @@ def _reference_gradients(rows, cols):
     return (grad_W, touched_W), (grad_b, touched_b)
 
 
-def _kernel_lists(rows, cols, whole_rows=False):
+def _kernel_lists(rows, cols, whole_rows=False, compact=True):
     """The kernels' arguments; with ``whole_rows`` the columns are given as whole
-    rows, zeros included (as a neuron-major first layer sees its dense input)."""
+    rows, zeros included (as a neuron-major first layer sees its dense input).
+    Column lists are summed over compact dense copies, or without ``compact``
+    scattered sample by sample."""
     (row_ids, row_vals, row_cnt), (col_ids, col_vals, col_cnt) = rows, cols
     n = row_ids.size
     row_start, row_sample, row_pos = np.zeros(N_ROWS + 1, np.int64), np.zeros(n, np.int32), np.zeros(n, np.int32)
     touched = np.zeros(N_ROWS, np.int32)
     n_touched = _kernels.invert_lists(row_ids, row_cnt, N_ROWS, row_start, row_sample, row_pos, touched)
     scratch = tuple(_thread_scratch(8, WIDTH, dtype) for dtype in (np.float32, np.uint8, np.int32))
+    scratch += (compact_scratch(8, len(col_cnt), WIDTH, WIDTH if compact else 0),)
     columns = (col_ids, col_cnt, col_vals)
     if whole_rows:
         B = len(col_cnt)
@@ -74,18 +79,20 @@ def _kernel_lists(rows, cols, whole_rows=False):
     return lists, scratch
 
 
-@pytest.mark.parametrize("whole_rows", [False, True], ids=["column lists", "whole rows"])
+@pytest.mark.parametrize("whole_rows, compact", [(False, True), (False, False), (True, False)],
+                         ids=["compact column lists", "scattered column lists", "whole rows"])
 @pytest.mark.parametrize("solver", ["adam", "sgd", "sgd_nesterov"])
-def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_rows):
+def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_rows, compact):
     rng = np.random.RandomState(0)
-    rows, cols = _batch(rng)
+    # the compact sums pay off when each row meets many samples: repeat the batch
+    rows, cols = _batch(rng, SAMPLES * 4 if compact else SAMPLES)
     (grad_W, touched_W), (grad_b, touched_b) = _reference_gradients(rows, cols)
     assert touched_W.sum(axis=1).tolist() == [33, 30, 2, 0]
     W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
     state = [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
     before = [a.copy() for a in [W, b] + state]
     # as whole rows, row 0 sums its two samples in one pass, rows 1 and 2 one sample
-    lists, scratch = _kernel_lists(rows, cols, whole_rows)
+    lists, scratch = _kernel_lists(rows, cols, whole_rows, compact)
     l2, lr = 0.01, 0.05
     if solver == "adam":
         beta_1, beta_2, eps = 0.9, 0.999, 1e-8
@@ -114,4 +121,8 @@ def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_row
             np.testing.assert_allclose(out[touched], exp[touched], rtol=2e-5, atol=1e-6, err_msg=name)
             np.testing.assert_array_equal(out[~touched], prev[~touched], err_msg=name)
     # the scratch is left cleared for the next layer
+    slot, _, _, _, acc_grad, acc_mark = scratch[3]
     assert not scratch[0].any() and not scratch[1].any()
+    assert (slot == -1).all() and not acc_grad.any() and not acc_mark.any()
+    # the compact sums ran exactly when asked for: they leave their dense copies
+    assert scratch[3][3].any() == compact
