@@ -455,13 +455,14 @@ def _column_union(col_ids, col_cnt, col_vals, width, skip_zero_columns, n_rows, 
     (``n_pairs`` (row, sample) pairs in all): not so for 20 Newsgroups' words,
     each in a few documents of a batch (fits ran 1.07x slower).
     ``compact`` = (slot, union_ids, dense_delta,
-    dense_mark, acc_grad, acc_mark): ``slot`` (-1 everywhere between calls)
+    dense_bits, acc_grad, acc_bits): ``slot`` (-1 everywhere between calls)
     maps a column to its place in ``union_ids``, which lists the columns
-    ascending; ``dense_*`` hold the copies and ``acc_*`` a thread's sums.
+    ascending; ``dense_*`` hold the copies, the marks as bits (64 columns a
+    word), and ``acc_*`` a thread's sums.
     Returns the number of columns, or -1 when the lists are whole rows
     (summed contiguously anyway) or name too many columns.
     """
-    slot, union_ids, dense_delta, dense_mark = compact[0], compact[1], compact[2], compact[3]
+    slot, union_ids, dense_delta, dense_bits = compact[0], compact[1], compact[2], compact[3]
     B = col_cnt.shape[0]
     if skip_zero_columns or B == 0:
         return -1
@@ -487,13 +488,14 @@ def _column_union(col_ids, col_cnt, col_vals, width, skip_zero_columns, n_rows, 
     union_ids[:n_union].sort()
     for u in range(n_union):
         slot[union_ids[u]] = u
+    n_words = (n_union + 63) >> 6
     for s in range(B):
         dense_delta[s, :n_union] = 0
-        dense_mark[s, :n_union] = 0
+        dense_bits[s, :n_words] = 0
         for q in range(col_cnt[s]):
             u = slot[col_ids[s, q]]
             dense_delta[s, u] = col_vals[s, q]
-            dense_mark[s, u] = 1
+            dense_bits[s, u >> 6] |= np.uint64(1) << np.uint64(u & 63)
     for u in range(n_union):
         slot[union_ids[u]] = -1
     return n_union
@@ -506,34 +508,41 @@ def _compact_row_gradient(i, row_start, row_sample, row_pos, row_vals, n_union, 
     summed over the n_union columns (two samples a pass), then written to the
     touched columns of ``grad`` and ``mark`` and listed ascending in ``cols``.
     Returns their number, as ``_weight_row_gradient`` does."""
-    union_ids, dense_delta, dense_mark = compact[1], compact[2], compact[3]
-    acc_grad, acc_mark = compact[4][tid], compact[5][tid]
+    union_ids, dense_delta, dense_bits = compact[1], compact[2], compact[3]
+    acc_grad, acc_bits = compact[4][tid], compact[5][tid]
+    # marks as bits, OR-ed a word at a time: as bytes beside the sums (numba
+    # widens byte arithmetic to 64 bits) they took as long as the sums
+    n_words = (n_union + 63) >> 6
     e, stop = row_start[i], row_start[i + 1]
     while e + 2 <= stop:
         s0, s1 = row_sample[e], row_sample[e + 1]
         a0, a1 = row_vals[s0, row_pos[e]], row_vals[s1, row_pos[e + 1]]
         delta0, delta1 = dense_delta[s0], dense_delta[s1]
-        mark0, mark1 = dense_mark[s0], dense_mark[s1]
         for u in range(n_union):
             acc_grad[u] += a0 * delta0[u] + a1 * delta1[u]
-            acc_mark[u] |= mark0[u] | mark1[u]
+        bits0, bits1 = dense_bits[s0], dense_bits[s1]
+        for word in range(n_words):
+            acc_bits[word] |= bits0[word] | bits1[word]
         e += 2
     if e < stop:
         s0 = row_sample[e]
         a0 = row_vals[s0, row_pos[e]]
-        delta0, mark0 = dense_delta[s0], dense_mark[s0]
+        delta0, bits0 = dense_delta[s0], dense_bits[s0]
         for u in range(n_union):
             acc_grad[u] += a0 * delta0[u]
-            acc_mark[u] |= mark0[u]
+        for word in range(n_words):
+            acc_bits[word] |= bits0[word]
     n_cols = 0
     for u in range(n_union):
         j = union_ids[u]
+        touched = np.uint8((acc_bits[u >> 6] >> np.uint64(u & 63)) & np.uint64(1))
         grad[j] = acc_grad[u]  # 0 where unmarked: only marked entries were added to
-        mark[j] = acc_mark[u]
+        mark[j] = touched
         cols[n_cols] = j
-        n_cols += acc_mark[u]
+        n_cols += touched
         acc_grad[u] = 0
-        acc_mark[u] = 0
+    for word in range(n_words):
+        acc_bits[word] = 0
     return n_cols
 
 

@@ -212,17 +212,19 @@ def _thread_scratch(n_threads, width, dtype):
 
 def compact_scratch(n_threads, batch_size, max_width, max_columns=_kernels.COMPACT_MAX_COLUMNS):
     """Scratch of the update kernels' compact gradient sums (``_kernels._column_union``):
-    (slot, union_ids, dense_delta, dense_mark, acc_grad, acc_mark) for up to
+    (slot, union_ids, dense_delta, dense_bits, acc_grad, acc_bits) for up to
     ``batch_size`` samples, weight rows up to ``max_width`` long and batches
-    naming up to ``max_columns`` columns (0 turns the compact sums off)."""
+    naming up to ``max_columns`` columns (0 turns the compact sums off); the
+    marks are bits, 64 columns to a word."""
     n_columns = min(max_width, max_columns)
+    n_words = (n_columns + 63) // 64
     return (
         np.full(max_width, -1, np.int32),
         np.zeros(max_width + 1, np.int32),  # + 1: the branch-free append writes one past
         np.zeros((batch_size, n_columns), np.float32),
-        np.zeros((batch_size, n_columns), np.uint8),
+        np.zeros((batch_size, n_words), np.uint64),
         _thread_scratch(n_threads, n_columns, np.float32),
-        _thread_scratch(n_threads, n_columns, np.uint8),
+        _thread_scratch(n_threads, n_words, np.uint64),
     )
 
 

@@ -16,10 +16,11 @@ import pytest
 from sklearn_hashdl import _kernels
 from sklearn_hashdl._train import _thread_scratch, compact_scratch
 
-N_ROWS, WIDTH = 4, 40
-# (sample, input rows with values, active columns): row 0 meets 33 columns and
-# row 1 meets 30 (whole-row sweeps), row 2 meets 2 (the one-by-one path), row 3 none
-SAMPLES = [({0: 0.5, 1: -1.5}, list(range(30))), ({0: 2.0}, [35, 36, 37]), ({2: 1.25}, [5, 7])]
+N_ROWS, WIDTH = 4, 100
+# (sample, input rows with values, active columns): row 0 meets 73 columns and
+# row 1 meets 70 (whole-row sweeps), row 2 meets 2 (the one-by-one path), row 3 none;
+# 73 columns in all, more than the 64 of one word of the compact sums' marks
+SAMPLES = [({0: 0.5, 1: -1.5}, list(range(70))), ({0: 2.0}, [75, 76, 97]), ({2: 1.25}, [5, 7])]
 
 
 def _batch(rng, samples=SAMPLES):
@@ -86,8 +87,13 @@ def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_row
     rng = np.random.RandomState(0)
     # the compact sums pay off when each row meets many samples: repeat the batch
     rows, cols = _batch(rng, SAMPLES * 4 if compact else SAMPLES)
+    if not whole_rows:
+        # a listed column whose delta is 0 is touched all the same (its moments
+        # decay), as in a dense step; whole rows cannot tell it from an absent one
+        col_ids, col_vals, col_cnt = cols
+        col_vals[(col_cnt == 2) & (col_ids[:, 1] == 7), 1] = 0
     (grad_W, touched_W), (grad_b, touched_b) = _reference_gradients(rows, cols)
-    assert touched_W.sum(axis=1).tolist() == [33, 30, 2, 0]
+    assert touched_W.sum(axis=1).tolist() == [73, 70, 2, 0]
     W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
     state = [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
     before = [a.copy() for a in [W, b] + state]
@@ -121,8 +127,8 @@ def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_row
             np.testing.assert_allclose(out[touched], exp[touched], rtol=2e-5, atol=1e-6, err_msg=name)
             np.testing.assert_array_equal(out[~touched], prev[~touched], err_msg=name)
     # the scratch is left cleared for the next layer
-    slot, _, _, _, acc_grad, acc_mark = scratch[3]
+    slot, _, _, _, acc_grad, acc_bits = scratch[3]
     assert not scratch[0].any() and not scratch[1].any()
-    assert (slot == -1).all() and not acc_grad.any() and not acc_mark.any()
+    assert (slot == -1).all() and not acc_grad.any() and not acc_bits.any()
     # the compact sums ran exactly when asked for: they leave their dense copies
     assert scratch[3][3].any() == compact
