@@ -436,6 +436,12 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
     return -1 if full else n_cols
 
 
+@njit(cache=True, inline="always")
+def mark_words(n_columns):
+    """Words of 64 bits that hold one touched mark per column (compact sums)."""
+    return (n_columns + 63) >> 6
+
+
 # not inlined: inside a parallel kernel, numba would run each of its slice
 # assignments as a parallel loop of its own (the update ran 1.5x slower on 2 threads)
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -488,7 +494,7 @@ def _column_union(col_ids, col_cnt, col_vals, width, skip_zero_columns, n_rows, 
     union_ids[:n_union].sort()
     for u in range(n_union):
         slot[union_ids[u]] = u
-    n_words = (n_union + 63) >> 6
+    n_words = mark_words(n_union)
     for s in range(B):
         dense_delta[s, :n_union] = 0
         dense_bits[s, :n_words] = 0
@@ -512,7 +518,7 @@ def _compact_row_gradient(i, row_start, row_sample, row_pos, row_vals, n_union, 
     acc_grad, acc_bits = compact[4][tid], compact[5][tid]
     # marks as bits, OR-ed a word at a time: as bytes beside the sums (numba
     # widens byte arithmetic to 64 bits) they took as long as the sums
-    n_words = (n_union + 63) >> 6
+    n_words = mark_words(n_union)
     e, stop = row_start[i], row_start[i + 1]
     while e + 2 <= stop:
         s0, s1 = row_sample[e], row_sample[e + 1]

@@ -217,7 +217,7 @@ def compact_scratch(n_threads, batch_size, max_width, max_columns=_kernels.COMPA
     naming up to ``max_columns`` columns (0 turns the compact sums off); the
     marks are bits, 64 columns to a word."""
     n_columns = min(max_width, max_columns)
-    n_words = (n_columns + 63) // 64
+    n_words = _kernels.mark_words(n_columns)
     return (
         np.full(max_width, -1, np.int32),
         np.zeros(max_width + 1, np.int32),  # + 1: the branch-free append writes one past
