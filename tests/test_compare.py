@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -85,6 +86,7 @@ def test_bench_speed_threads_and_kernel_profiles_run_short_on_real_data(capsys):
     out = capsys.readouterr().out
     assert "(16384,) 0.02 lsh" in out and "weights differ" not in out
     assert "2 async" in out and "2 processes" in out
+    assert "round trip" in out and " ns " in out and "near" in out
     profile = _load_benchmark("profile_kernels")
     assert profile.main(["--train-rows", "300", "--hidden", "64", "--sparsity", "0.1",
                          "--n-jobs", "1"]) == 0
@@ -94,3 +96,19 @@ def test_bench_speed_threads_and_kernel_profiles_run_short_on_real_data(capsys):
     assert kernels.main(["--hidden", "64", "--sparsity", "0.1", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "gradient sums only" in out and "bare Adam sweep" in out and "GB/s" in out
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_core_round_trip_is_measured_and_gives_up_on_one_thread():
+    latency = _load_benchmark("core_latency")
+    ns = latency.round_trip_ns(n_trips=2000)
+    assert 1 < ns < 1e6  # a cache line between two cores: tens to hundreds of ns
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        # both halves of the ping-pong on one thread: each would wait for the other
+        counter = np.zeros(16, np.int64)
+        latency._ping_pong(counter, 100)
+        assert counter[latency._ABORT] == 1
+    finally:
+        numba.set_num_threads(previous)
