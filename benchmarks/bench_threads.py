@@ -17,9 +17,9 @@ Each measurement is repeated (``--repeats``, taking turns) and the fastest kept,
 since these machines are shared. Around every timing the script measures how
 far apart the two cores are (``core_latency.py``: the round trip of a cache
 line between two threads). A virtual machine's host moves its virtual CPUs
-about: sharing a last-level cache the round trip is about 100 ns here; on
-different sockets about 500 ns, and two threads that share the weights then
-gain little. Each repeat's line shows the slower round trip measured around
+about: sharing a last-level cache the round trip is about 100 ns here, in
+other placements about 300 ns or 400-1100 ns (the guest cannot tell which host
+cores it got), and two threads that share the weights then gain less. Each repeat's line shows the slower round trip measured around
 its two-thread timings; the summary gives the fastest repeats overall and
 those with both cores near (under NEAR_NS), with how many there were.
 

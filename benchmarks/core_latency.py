@@ -3,11 +3,12 @@
 One thread bumps a shared counter and waits until the other has bumped it
 back; each round trip moves the counter's cache line from one core to the
 other and back. On a virtual machine the host may move the two virtual CPUs
-between its own cores: sharing a last-level cache, the round trip takes about
-100 ns on these machines; on different sockets about 500 ns, and then every
-weight row one thread writes and the other reads costs as much again. Two
-threads of a synchronous fit gain little in that state (see
-docs/performance.md), so bench_threads.py prints this figure beside its timings.
+between its own cores, every few seconds: sharing a last-level cache, the
+round trip takes about 100 ns on these machines, in other placements about
+300 ns or 400-1100 ns, and every cache line of weights that one thread writes
+and the other then reads pays that trip. Two threads of a synchronous fit gain
+less in those states (see docs/performance.md), so bench_threads.py prints this
+figure beside its timings.
 
     python benchmarks/core_latency.py --seconds 30
 """
