@@ -19,9 +19,10 @@ far apart the two cores are (``core_latency.py``: the round trip of a cache
 line between two threads). A virtual machine's host moves its virtual CPUs
 about: sharing a last-level cache the round trip is about 100 ns here, in
 other placements about 300 ns or 400-1100 ns (the guest cannot tell which host
-cores it got), and two threads that share the weights then gain less. Each repeat's line shows the slower round trip measured around
-its two-thread timings; the summary gives the fastest repeats overall and
-those with both cores near (under NEAR_NS), with how many there were.
+cores it got), and two threads that share the weights then gain less. Each
+repeat's line shows the slower round trip measured around its two-thread
+timings; the summary gives the fastest repeats overall and those with both
+cores near (under NEAR_NS), with how many there were.
 
     python benchmarks/bench_threads.py
     python benchmarks/bench_threads.py --train-rows 60000 --epochs 1 --repeats 3
@@ -85,12 +86,12 @@ def main(argv=None):
             seconds, far_ns = {}, 0.0
             for name, n_jobs, asynchronous in (("1", 1, False), ("sync", 2, False), ("async", 2, True)):
                 model = HashMLPClassifier(**model_params(config, args.epochs, n_jobs, asynchronous))
-                before = round_trip_ns()
+                before = round_trip_ns() if n_jobs == 2 else 0.0
                 _, fit_seconds = timed(model.fit, X, y)
                 if n_jobs == 2:
-                    after = round_trip_ns()
                     # not measured (NaN) counts as far
-                    far_ns = max(far_ns, *(np.inf if np.isnan(ns) else ns for ns in (before, after)))
+                    far_ns = max(far_ns, *(np.inf if np.isnan(ns) else ns
+                                           for ns in (before, round_trip_ns())))
                 seconds[name] = fit_seconds / args.epochs
                 weights[name] = model.coefs_
                 accuracy[name] = model.score(X_test, y_test)

@@ -23,12 +23,17 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
+def _item_pointer(context, builder, signature, args):
+    """LLVM pointer to array[index] for an intrinsic called with (array, index, ...)."""
+    view = context.make_array(signature.args[0])(context, builder, args[0])
+    return cgutils.get_item_pointer(context, builder, signature.args[0], view, [args[1]])
+
+
 @intrinsic
 def _load_acquire(typingctx, array, index):
     """array[index] read atomically (a plain load could be hoisted out of a spin loop)."""
     def codegen(context, builder, signature, args):
-        view = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], view, [args[1]])
+        pointer = _item_pointer(context, builder, signature, args)
         return builder.load_atomic(pointer, "acquire", 8)
     return types.int64(array, index), codegen
 
@@ -37,8 +42,7 @@ def _load_acquire(typingctx, array, index):
 def _store_release(typingctx, array, index, value):
     """array[index] = value, atomically, visible to the other thread at once."""
     def codegen(context, builder, signature, args):
-        view = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], view, [args[1]])
+        pointer = _item_pointer(context, builder, signature, args)
         builder.store_atomic(args[2], pointer, "release", 8)
         return context.get_dummy_value()
     return types.void(array, index, value), codegen
