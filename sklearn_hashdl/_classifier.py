@@ -282,7 +282,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rehash_growth": [Interval(Real, 1, None, closed="left")],
         "predict_mode": [StrOptions({"auto", "topk", "dense", "hashed"})],
-        "n_jobs": [Integral, None],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"),
+                   Interval(Integral, 1, None, closed="left"), None],
         "asynchronous": ["boolean"],
     }
 
@@ -453,6 +454,11 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                     f"but the data contains only one class: {self.classes_[0]!r}."
                 )
         else:
+            fitted_multilabel = self._label_binarizer.y_type_.startswith("multilabel")
+            if type_of_target(y).startswith("multilabel") != fitted_multilabel:
+                # LabelBinarizer's messages, as MLPClassifier raises them
+                raise ValueError("The object was fitted with multilabel input." if fitted_multilabel
+                                 else "The object was not fitted with multilabel input.")
             classes = unique_labels(y)
             if self.warm_start and not incremental:
                 if set(classes) != set(self.classes_):
@@ -477,7 +483,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         X, y, Y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
+            # negative weights would flip a sample's gradient (MLPClassifier takes
+            # them); refused rather than trained on
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32,
+                                                 ensure_non_negative=True)
         else:
             sample_weight = np.ones(X.shape[0], np.float32)
         layer_sizes = [X.shape[1]] + hidden_sizes + [Y.shape[1]]

@@ -452,6 +452,11 @@ class TrainingRun:
         weights = self.sample_weight[rows]
         if weights.sum() <= 0:
             return False
+        n_rows = len(rows)
+        if not weights.all():
+            # rows of weight 0 would still pick active neurons, whose lazy Adam
+            # step (decay, L2) moves them although their gradient is 0
+            rows, weights = rows[weights > 0], weights[weights > 0]
         timer.start()
         with lock:
             # a distinct seed per batch, spread far apart for the per-layer offsets
@@ -463,8 +468,9 @@ class TrainingRun:
         loss = train_batch(self.network, ws, self.optimizer, self.targets, rows, weights,
                            self.alpha, seed, flops, timer, step_size)
         with lock:
-            self._loss_sum += loss * len(rows)
-            self._l2_batches += len(rows) / float(weights.sum())
+            # the batch's weighted mean loss counts for the whole batch, as in MLPClassifier
+            self._loss_sum += loss * n_rows
+            self._l2_batches += n_rows / float(weights.sum())
             self.n_trained += len(rows)
             for i in range(self.network.n_layers):
                 self.active_sum[i] += ws.cnt[i + 1][: len(rows)].sum() / self.network.weights[i].shape[1]
@@ -518,15 +524,26 @@ class TrainingRun:
 
 
 def kernel_input(X):
-    """Training input in the one layout the kernels compile for."""
-    if sp.issparse(X):
-        X = X.tocsr()
-        if not X.has_canonical_format:
-            # sorted and without duplicates: the kernels take a row with n_features
-            # entries for one listing every feature once, in order
-            X = X.copy()
-            X.sum_duplicates()
-        return SparseRows(
-            X.data.astype(np.float32), X.indices.astype(np.int32), X.indptr.astype(np.int64), X.shape
+    """Training input in the one layout the kernels compile for: float32, and
+    C-contiguous when dense, ``SparseRows`` when sparse."""
+    given = X
+    with np.errstate(over="ignore"):  # values beyond float32's range become inf, refused below
+        if sp.issparse(X):
+            X = X.tocsr().astype(np.float32, copy=False)
+        else:
+            X = np.ascontiguousarray(X, dtype=np.float32)
+    values = X.data if sp.issparse(X) else X
+    if not np.isfinite(values).all():
+        # validated input is finite: these overflowed float32
+        raise ValueError(
+            "Input X holds values beyond float32's range (about 3.4e38), in which "
+            "HashMLPClassifier trains; scale the features first."
         )
-    return np.ascontiguousarray(X, dtype=np.float32)
+    if not sp.issparse(X):
+        return X
+    if not X.has_canonical_format:
+        # sorted and without duplicates: the kernels take a row with n_features
+        # entries for one listing every feature once, in order
+        X = X.copy() if X is given else X  # sum_duplicates works in place
+        X.sum_duplicates()
+    return SparseRows(X.data, X.indices.astype(np.int32), X.indptr.astype(np.int64), X.shape)

@@ -329,6 +329,24 @@ def test_multilabel_indicator_target():
     assert inc.predict(X[:3]).shape == (3, 5)
 
 
+def test_continuing_with_the_other_kind_of_target_is_refused(digits):
+    # an indicator matrix on a model fitted with labels (or the reverse) would
+    # silently train the wrong loss; MLPClassifier refuses it with this message
+    X, y = digits
+    Y = np.c_[y == 0, y == 1, y > 0].astype(int)
+    mlp = MLPClassifier(hidden_layer_sizes=(8,), max_iter=1).partial_fit(X, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match="not fitted with multilabel input") as expected:
+        mlp.partial_fit(X, Y)
+    labels = quiet_fit(make(), X, y)
+    for call in (lambda m: m.partial_fit(X, Y),
+                 lambda m: m.set_params(warm_start=True).fit(X, Y)):
+        with pytest.raises(ValueError, match=re.escape(str(expected.value))):
+            call(labels)
+    indicator = quiet_fit(make(), X, Y)
+    with pytest.raises(ValueError, match="fitted with multilabel input"):
+        indicator.partial_fit(X, y)
+
+
 # ------------------------------------------------------------------ input types
 
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
@@ -416,6 +434,32 @@ def test_sample_weight_of_wrong_length_is_refused(digits):
         make().fit(X, y, sample_weight=np.ones(X.shape[0] - 1))
 
 
+def test_negative_sample_weight_is_refused(digits):
+    # a negative weight would flip the sample's gradient; a batch of them was
+    # once skipped without a word
+    X, y = digits
+    weights = np.ones(X.shape[0])
+    weights[7] = -1.0
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        make().fit(X, y, sample_weight=weights)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_rows_of_zero_weight_do_not_touch_the_model(digits, solver):
+    # they must not even pick active neurons: Adam moves every neuron it
+    # steps, whatever its gradient (weight decay, momentum)
+    X, y = digits
+    X, y = X[:400], y[:400]
+    weights = np.ones(len(y))
+    weights[::3] = 0.0
+    other_X = X.copy()
+    other_X[::3] = np.random.RandomState(0).rand(*X[::3].shape)
+    a = quiet_fit(make(solver=solver, batch_size=64), X, y, sample_weight=weights)
+    b = quiet_fit(make(solver=solver, batch_size=64), other_X, y, sample_weight=weights)
+    assert_same_params(a, b)
+    assert a.loss_curve_ == b.loss_curve_
+
+
 # ------------------------------------------------------------------ persistence
 
 def test_pickle_and_joblib_round_trips(digits, tmp_path):
@@ -488,6 +532,15 @@ def test_non_finite_input_is_refused(digits, bad):
         model.predict(X_bad)
 
 
+def test_values_beyond_float32_are_refused_before_training(digits):
+    X, y = digits
+    for X_big in (X * 1e39, sp.csr_matrix(X * 1e39)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # no overflow warning either
+            with pytest.raises(ValueError, match="float32"):
+                make().fit(X_big, y)
+
+
 def test_wrong_number_of_features_at_predict(digits):
     X, y = digits
     model = quiet_fit(make(), X, y)
@@ -529,6 +582,7 @@ def test_predict_before_fit(digits):
         ({"rehash_interval": 0}, "rehash_interval"),
         ({"rehash_growth": 0.5}, "rehash_growth"),
         ({"max_iter": 0}, "max_iter"),
+        ({"n_jobs": 0}, "n_jobs"),
     ],
 )
 def test_bad_hyperparameters_are_refused(digits, params, pattern):
