@@ -5,12 +5,17 @@ back; each round trip moves the counter's cache line from one core to the
 other and back. On a virtual machine the host may move the two virtual CPUs
 between its own cores, every few seconds: sharing a last-level cache, the
 round trip takes about 100 ns on these machines, in other placements about
-300 ns or 400-1100 ns, and every cache line of weights that one thread writes
-and the other then reads pays that trip. Two threads of a synchronous fit gain
-less in those states (see docs/performance.md), so bench_threads.py prints this
-figure beside its timings.
+300 ns or 400-1100 ns. Two threads of a synchronous fit gain less in those
+states (see docs/performance.md), so bench_threads.py prints this figure beside
+its timings.
+
+With ``--handoff`` each line also times one thread summing the rows of a
+512 KB array (128 rows in a shuffled order, as the update reads a batch's
+copies) that the same thread, or the other, has just written: a stream of
+lines that one core hands to the other.
 
     python benchmarks/core_latency.py --seconds 30
+    python benchmarks/core_latency.py --seconds 120 --handoff
 """
 
 import argparse
@@ -93,16 +98,68 @@ def round_trip_ns(n_trips=20000):
         numba.set_num_threads(previous)
 
 
+@njit(parallel=True, cache=True)
+def _write_rows(rows, writer, value):
+    """Thread ``writer`` (0 or 1) fills every row; the other does nothing."""
+    for worker in prange(2):
+        if worker == writer:
+            for i in range(rows.shape[0]):
+                row = rows[i]
+                for j in range(row.shape[0]):
+                    row[j] = value + j
+
+
+@njit(parallel=True, cache=True)
+def _sum_rows(rows, reader, order, sums):
+    """Thread ``reader`` adds the rows, in ``order``, into its row of ``sums``."""
+    for worker in prange(2):
+        if worker == reader:
+            out = sums[worker]
+            for r in range(order.shape[0]):
+                row = rows[order[r]]
+                for j in range(row.shape[0]):
+                    out[j] += row[j]
+
+
+def handoff_us(n_calls=300):
+    """Median microseconds for a thread to sum 512 KB of rows that thread 0 has
+    just written: (read by thread 0, read by thread 1)."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        rows = np.zeros((128, 1000), np.float32)
+        order = np.random.RandomState(0).permutation(len(rows))
+        sums = np.zeros((2, rows.shape[1]), np.float32)
+        medians = []
+        for reader in (0, 1):
+            times = []
+            for call in range(n_calls):
+                _write_rows(rows, 0, float(call))
+                start = time.perf_counter()
+                _sum_rows(rows, reader, order, sums)
+                times.append(time.perf_counter() - start)
+            medians.append(float(np.median(times)) * 1e6)
+        return tuple(medians)
+    finally:
+        numba.set_num_threads(previous)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--handoff", action="store_true",
+                        help="also time reading 512 KB written by the same or the other thread")
     args = parser.parse_args(argv)
     if numba.config.NUMBA_NUM_THREADS < 2:
         print("skipped: needs two threads")
         return 0
     start = time.perf_counter()
     while time.perf_counter() - start < args.seconds:
-        print(f"{time.perf_counter() - start:6.1f} s  {round_trip_ns():6.0f} ns", flush=True)
+        line = f"{time.perf_counter() - start:6.1f} s  {round_trip_ns():6.0f} ns"
+        if args.handoff:
+            own, other = handoff_us()
+            line += f"  512 KB written by thread 0, read by it {own:5.0f} us, by thread 1 {other:5.0f} us"
+        print(line, flush=True)
         time.sleep(0.5)
     return 0
 

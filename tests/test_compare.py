@@ -112,3 +112,17 @@ def test_core_round_trip_is_measured_and_gives_up_on_one_thread():
         assert counter[latency._ABORT] == 1
     finally:
         numba.set_num_threads(previous)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_core_handoff_times_reads_by_either_thread(capsys):
+    latency = _load_benchmark("core_latency")
+    own, other = latency.handoff_us(n_calls=5)
+    assert 0 < own < 1e5 and 0 < other < 1e5  # 512 KB: tens of microseconds
+    # the reading thread sums every row once into its own row of sums
+    rows = np.arange(6, dtype=np.float32).reshape(3, 2)
+    sums = np.zeros((2, 2), np.float32)
+    latency._sum_rows(rows, 1, np.array([2, 0, 1]), sums)
+    np.testing.assert_array_equal(sums, [[0, 0], [6, 9]])
+    assert latency.main(["--seconds", "0.01", "--handoff"]) == 0
+    assert "by thread 1" in capsys.readouterr().out
