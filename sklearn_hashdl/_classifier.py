@@ -483,10 +483,11 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         X, y, Y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
-            # negative weights would flip a sample's gradient (MLPClassifier takes
-            # them); refused rather than trained on
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32,
-                                                 ensure_non_negative=True)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
+            if (sample_weight < 0).any():
+                # they would flip a sample's gradient (MLPClassifier takes them):
+                # refused, with scikit-learn's message for non-negative weights
+                raise ValueError("Negative values in data passed to `sample_weight`")
         else:
             sample_weight = np.ones(X.shape[0], np.float32)
         layer_sizes = [X.shape[1]] + hidden_sizes + [Y.shape[1]]
