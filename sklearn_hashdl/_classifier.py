@@ -2,6 +2,7 @@
 
 import os
 import warnings
+import weakref
 from contextlib import contextmanager
 from numbers import Integral, Real
 
@@ -55,10 +56,27 @@ _OPTIMIZER_PARAMS = (
     "nesterovs_momentum", "beta_1", "beta_2", "epsilon",
 )
 
+# each fitted estimator's network for predict_mode='hashed', with the key it was
+# built for (HashMLPClassifier._prediction_network); dropped with the estimator
+_PREDICTION_NETWORKS = weakref.WeakKeyDictionary()
+
+# parameters that shape the network predict_mode='hashed' selects through
+_SELECTION_PARAMS = (
+    "activation", "K", "L", "hash_function", "sparsity", "sparse_layers", "selection",
+    "rerank_factor", "n_probes",
+)
+
 
 # Below this many multiply-adds per batch, one thread is faster: every parallel
 # region costs a fork/join, and on a busy machine a descheduled worker stalls it.
 _SERIAL_WORK_PER_BATCH = 2_000_000
+
+
+def _writeable_float32(a):
+    """``a`` as float32 without a copy where it can be: a read-only array (a
+    memory-mapped model) is copied, as the kernels are compiled for writeable ones."""
+    a = np.asarray(a, dtype=np.float32)
+    return a if a.flags.writeable else a.copy()
 
 
 @contextmanager
@@ -553,17 +571,21 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         elif not early_stopping and self.best_loss_ is None:
             self.best_loss_ = np.inf
 
-    def _load_network(self, layer_sizes, random_state, fresh_weights):
-        """A working Network: new weights on a first pass, else copies of the fitted ones."""
+    def _load_network(self, layer_sizes, random_state, fresh_weights, copy=True):
+        """A working Network: new weights on a first pass, else the fitted ones,
+        copied unless ``copy`` is False (a network that is only read)."""
         n_layers = len(layer_sizes) - 1
         if fresh_weights:
             pairs = [glorot_init(random_state, layer_sizes[i], layer_sizes[i + 1], self.activation)
                      for i in range(n_layers)]
             weights = [W for W, _ in pairs]
             biases = [b for _, b in pairs]
-        else:
+        elif copy:
             weights = [np.array(c, dtype=np.float32, order="C") for c in self.coefs_]
             biases = [np.array(b, dtype=np.float32) for b in self.intercepts_]
+        else:
+            weights = [_writeable_float32(c) for c in self.coefs_]
+            biases = [_writeable_float32(b) for b in self.intercepts_]
         n_active = self._active_counts(layer_sizes)
         network = Network(
             weights, biases, n_active, self.activation,
@@ -588,6 +610,31 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                 network.hash_tables_for(i, random_state)
             # (re)build now: the weights may have changed since the tables were saved
             network.rehash_flops += network.rebuild_tables(i)
+        return network
+
+    def _prediction_network(self, layer_sizes):
+        """The fitted network with tables rebuilt from its final weights, for
+        predict_mode='hashed'.
+
+        Kept until the model or a parameter that shapes it changes: the rebuild
+        costs far more than predicting a few rows (benchmarks/bench_predict.py:
+        one row through a 16384-wide LSH layer, about 100 ms for the first call,
+        2 ms for the next). It is kept beside the estimator, not in it, as
+        predict must not change a model's attributes (nor its pickle). The key
+        holds the fitted arrays themselves, compared by identity, so no id can
+        be reused.
+        """
+        key = ([*self.coefs_, *self.intercepts_, self._hash_state],
+               [getattr(self, name) for name in _SELECTION_PARAMS])
+        cached = _PREDICTION_NETWORKS.get(self)
+        if cached is not None:
+            (arrays, params), network = cached
+            if (len(arrays) == len(key[0]) and all(a is b for a, b in zip(arrays, key[0]))
+                    and params == key[1]):
+                return network
+        network = self._load_network(layer_sizes, check_random_state(0), fresh_weights=False,
+                                     copy=False)
+        _PREDICTION_NETWORKS[self] = (key, network)
         return network
 
     def _active_counts(self, layer_sizes):
@@ -772,7 +819,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         mode = self._resolved_predict_mode(layer_sizes)
         if mode == "hashed":
             if network is None:
-                network = self._load_network(layer_sizes, check_random_state(0), fresh_weights=False)
+                network = self._prediction_network(layer_sizes)
             chunks = hashed_logit_chunks(network, kernel_input(X))
         else:
             if network is None:

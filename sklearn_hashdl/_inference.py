@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from ._lsh import content_keys
+from ._lsh import content_keys, keep_top_k_rows
 from ._train import Workspace, forward_batch, input_width
 
 # prediction works on row chunks of at most this many rows and about this many
@@ -36,13 +36,10 @@ def _activate_inplace(Z, activation):
 
 
 def keep_top_k(A, k):
-    """Zero all but the k largest entries of each row of A (in place)."""
-    n = A.shape[1]
-    if k >= n:
-        return A
-    # the n - k smallest of each row, by a deterministic per-row partition
-    drop = np.argpartition(A, n - k - 1, axis=1)[:, : n - k]
-    np.put_along_axis(A, drop, 0, axis=1)
+    """Zero all but the k largest entries of each row of A (in place where A is
+    C-contiguous); returns the result."""
+    A = np.ascontiguousarray(A)
+    keep_top_k_rows(A, k)
     return A
 
 
@@ -82,7 +79,7 @@ def logit_chunks(weights, biases, n_active, activation, X, mode="topk"):
             if i < n_layers - 1:
                 _activate_inplace(Z, activation)
                 if mode == "topk":
-                    keep_top_k(Z, n_active[i])
+                    Z = keep_top_k(Z, n_active[i])
             A = Z
         yield start, A.astype(np.float64)
 

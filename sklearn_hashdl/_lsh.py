@@ -305,6 +305,34 @@ def _top_by_score(ids, scores, n, n_active, row, kept_ids):
     return n_active
 
 
+@njit(nogil=True, cache=True)
+def keep_top_k_rows(A, k):
+    """Zero all but the k largest entries of each row of A (C-contiguous, in place).
+
+    Prediction's top-k: the selection's cut and quickselect instead of NumPy's
+    argpartition, 3.5x faster (16384 wide, 256 rows: 23 ms against 83 ms; the
+    product itself took 140 ms). On one thread: between two BLAS products, a
+    parallel region was no faster, and its idling threads slowed the next
+    product by half.
+    """
+    n_rows, n = A.shape
+    if k >= n:
+        return
+    ids = np.arange(n).astype(np.int32)
+    scores = np.empty(n, A.dtype)
+    kept = np.empty(n, np.int32)
+    top = np.empty(k, np.int32)
+    for r in range(n_rows):
+        row = A[r]
+        scores[:] = row
+        _top_by_score(ids, scores, n, k, top, kept)
+        for c in range(k):  # the kept values, before the row is zeroed
+            scores[c] = row[top[c]]
+        row[:] = 0
+        for c in range(k):
+            row[top[c]] = scores[c]
+
+
 @njit(nogil=True, parallel=True, cache=True, fastmath=DOT_MATH)
 def select_active(
     mode, in_ids, in_vals, in_cnt, in_nnz, W, neuron_major, b, hyperplanes, bias_row, K, L,

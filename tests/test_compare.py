@@ -126,3 +126,12 @@ def test_core_handoff_times_reads_by_either_thread(capsys):
     np.testing.assert_array_equal(sums, [[0, 0], [6, 9]])
     assert latency.main(["--seconds", "0.01", "--handoff"]) == 0
     assert "by thread 1" in capsys.readouterr().out
+
+
+def test_bench_predict_times_every_mode_on_generated_data(capsys):
+    bench = _load_benchmark("bench_predict")
+    assert bench.main(["--hidden", "64", "--train-rows", "300", "--rows", "40", "--calls", "2"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [" ".join(row[1:-3]) for row in rows] == [
+        "hash topk", "hash hashed", "hash dense", "MLPClassifier"]
+    assert all(float(ms) > 0 for row in rows for ms in row[-3:])

@@ -485,8 +485,11 @@ def test_memory_mapped_model_can_predict_and_continue_training(digits, tmp_path)
     joblib.dump(model, path)
     mapped = joblib.load(path, mmap_mode="r")
     assert any(isinstance(c, np.memmap) and not c.flags.writeable for c in mapped.coefs_)
-    np.testing.assert_array_equal(mapped.predict(X), model.predict(X))
-    np.testing.assert_array_equal(mapped.predict_proba(X), model.predict_proba(X))
+    for mode in ("topk", "hashed"):
+        mapped.set_params(predict_mode=mode)
+        model.set_params(predict_mode=mode)
+        np.testing.assert_array_equal(mapped.predict(X), model.predict(X))
+        np.testing.assert_array_equal(mapped.predict_proba(X), model.predict_proba(X))
 
     mapped.partial_fit(X[:500], y[:500])
     model.partial_fit(X[:500], y[:500])

@@ -153,6 +153,53 @@ def test_hashed_prediction_matches_training_selection_and_is_row_deterministic()
                                atol=1e-5)
 
 
+def test_hashed_prediction_rebuilds_tables_only_when_the_model_changes(monkeypatch):
+    import pickle
+
+    from sklearn.datasets import load_digits
+
+    from sklearn_hashdl import HashMLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    model = HashMLPClassifier((300,), selection="lsh", K=4, max_iter=2, random_state=0,
+                              predict_mode="hashed").fit(X, y)
+    rebuilds = []
+    rebuild = Network.rebuild_tables
+    monkeypatch.setattr(Network, "rebuild_tables", lambda net, i: rebuilds.append(i) or rebuild(net, i))
+    first = model.predict_proba(X)
+    model.predict(X[:3])
+    np.testing.assert_array_equal(model.predict_proba(X[5:9]), first[5:9])
+    assert len(rebuilds) == 1
+
+    def uncached(model):  # a copy predicts from freshly built tables
+        return pickle.loads(pickle.dumps(model)).predict_proba(X)
+
+    np.testing.assert_array_equal(uncached(model), first)
+    # training, or a parameter that shapes the selection, makes a new network
+    model.partial_fit(X, y)
+    trained = model.predict_proba(X)
+    assert not np.array_equal(trained, first)
+    np.testing.assert_array_equal(trained, uncached(model))
+    model.set_params(n_probes=2)
+    probed = model.predict_proba(X)
+    assert not np.array_equal(probed, trained)
+    np.testing.assert_array_equal(probed, uncached(model))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prediction_top_k_keeps_each_rows_k_largest(dtype):
+    rng = np.random.RandomState(0)
+    # ReLU-like rows: some with fewer than k positive values (ties at zero)
+    A = np.maximum(rng.randn(64, 500) - rng.rand(64, 1) * 3, 0).astype(dtype)
+    for k in (1, 25, 499, 500, 600):
+        kept = A.copy()
+        _lsh.keep_top_k_rows(kept, k)
+        kth = -np.sort(-A, axis=1)[:, min(k, 500) - 1 : min(k, 500)]
+        np.testing.assert_array_equal(kept, np.where(A >= kth, A, 0))
+        assert ((kept != 0).sum(axis=1) <= k).all()
+
+
 @njit
 def _top_k(scores, k):
     ids = np.arange(scores.shape[0]).astype(np.int32)
