@@ -144,11 +144,41 @@ def handoff_us(n_calls=300):
         numba.set_num_threads(previous)
 
 
+def rewrite_us(n_calls=300):
+    """Median microseconds for thread 0 to write 512 KB of rows again after a
+    thread has read them: (read by thread 0, read by thread 1). After thread 1
+    reads them, each line thread 0 writes must first be taken back from the
+    other core's cache, as the update's serial preparation does with the rows
+    the other thread read in the previous batch."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        rows = np.zeros((128, 1000), np.float32)
+        order = np.random.RandomState(0).permutation(len(rows))
+        sums = np.zeros((2, rows.shape[1]), np.float32)
+        medians = []
+        for reader in (0, 1):
+            times = []
+            for call in range(n_calls):
+                _write_rows(rows, 0, float(call))
+                _sum_rows(rows, reader, order, sums)
+                start = time.perf_counter()
+                _write_rows(rows, 0, float(call) + 0.5)
+                times.append(time.perf_counter() - start)
+            medians.append(float(np.median(times)) * 1e6)
+        return tuple(medians)
+    finally:
+        numba.set_num_threads(previous)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--handoff", action="store_true",
                         help="also time reading 512 KB written by the same or the other thread")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="also time thread 0 writing 512 KB again after the same or the "
+                             "other thread read it")
     args = parser.parse_args(argv)
     if numba.config.NUMBA_NUM_THREADS < 2:
         print("skipped: needs two threads")
@@ -159,6 +189,9 @@ def main(argv=None):
         if args.handoff:
             own, other = handoff_us()
             line += f"  512 KB written by thread 0, read by it {own:5.0f} us, by thread 1 {other:5.0f} us"
+        if args.rewrite:
+            own, other = rewrite_us()
+            line += f"  rewritten by thread 0 after it read it {own:5.0f} us, after thread 1 {other:5.0f} us"
         print(line, flush=True)
         time.sleep(0.5)
     return 0

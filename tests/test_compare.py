@@ -10,7 +10,8 @@ from sklearn_hashdl import HashMLPClassifier
 from sklearn_hashdl._diagnostics import selection_recall
 from sklearn_hashdl.compare import compare, format_table, load_dataset, main
 
-MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+MNIST = SHARED / "mnist" / "mnist.npz"
 
 
 def test_compare_trains_both_models_on_digits():
@@ -135,3 +136,20 @@ def test_bench_predict_times_every_mode_on_generated_data(capsys):
     assert [" ".join(row[1:-3]) for row in rows] == [
         "hash topk", "hash hashed", "hash dense", "MLPClassifier"]
     assert all(float(ms) > 0 for row in rows for ms in row[-3:])
+
+
+@pytest.mark.skipif(not (SHARED / "tabular-pmlb" / "letter.npz").exists()
+                    or not (SHARED / "multilabel-extra" / "enron_X.npz").exists(),
+                    reason="needs ../shared/data/tabular-pmlb and multilabel-extra (shared data folder absent)")
+def test_bench_small_sets_runs_short_on_real_data(capsys):
+    bench = _load_benchmark("bench_small_sets")
+    X_train, y_train, X_test, y_test, multilabel = bench.load_set(SHARED, "letter", max_rows=2000)
+    assert X_train.shape == (1500, 16) and not multilabel and len(np.unique(y_train)) == 26
+    np.testing.assert_allclose(X_train.mean(axis=0), 0, atol=1e-5)  # standardised
+    X_train, y_train, _, _, multilabel = bench.load_set(SHARED, "enron", max_rows=2000)
+    assert multilabel and y_train.shape == (1276, 53)
+    assert bench.main(["--sets", "letter,enron", "--hidden", "32", "--epochs", "2",
+                       "--max-rows", "800", "--variants", "0.25@0.003"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("HashMLP sparsity 0.25, lr 0.003") == 2
+    assert "balanced" in out and "micro-F1" in out
