@@ -12,10 +12,11 @@ its timings.
 With ``--handoff`` each line also times one thread summing the rows of a
 512 KB array (128 rows in a shuffled order, as the update reads a batch's
 copies) that the same thread, or the other, has just written: a stream of
-lines that one core hands to the other.
+lines that one core hands to the other. ``--rewrite`` times thread 0 writing
+the array again after the same thread, or the other, has read it.
 
     python benchmarks/core_latency.py --seconds 30
-    python benchmarks/core_latency.py --seconds 120 --handoff
+    python benchmarks/core_latency.py --seconds 120 --handoff --rewrite
 """
 
 import argparse
@@ -121,27 +122,35 @@ def _sum_rows(rows, reader, order, sums):
                     out[j] += row[j]
 
 
-def handoff_us(n_calls=300):
-    """Median microseconds for a thread to sum 512 KB of rows that thread 0 has
-    just written: (read by thread 0, read by thread 1)."""
+def _median_us_per_reader(step, n_calls):
+    """For reader 0 then 1: the median microseconds of ``step(rows, reader, order,
+    sums, call)``'s timed part, over n_calls calls on a 512 KB array of rows."""
     previous = numba.get_num_threads()
     numba.set_num_threads(2)
     try:
         rows = np.zeros((128, 1000), np.float32)
         order = np.random.RandomState(0).permutation(len(rows))
         sums = np.zeros((2, rows.shape[1]), np.float32)
-        medians = []
-        for reader in (0, 1):
-            times = []
-            for call in range(n_calls):
-                _write_rows(rows, 0, float(call))
-                start = time.perf_counter()
-                _sum_rows(rows, reader, order, sums)
-                times.append(time.perf_counter() - start)
-            medians.append(float(np.median(times)) * 1e6)
-        return tuple(medians)
+        return tuple(float(np.median([step(rows, reader, order, sums, call)
+                                      for call in range(n_calls)])) * 1e6
+                     for reader in (0, 1))
     finally:
         numba.set_num_threads(previous)
+
+
+def _seconds(function, *args):
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def handoff_us(n_calls=300):
+    """Median microseconds for a thread to sum 512 KB of rows that thread 0 has
+    just written: (read by thread 0, read by thread 1)."""
+    def step(rows, reader, order, sums, call):
+        _write_rows(rows, 0, float(call))
+        return _seconds(_sum_rows, rows, reader, order, sums)
+    return _median_us_per_reader(step, n_calls)
 
 
 def rewrite_us(n_calls=300):
@@ -150,25 +159,11 @@ def rewrite_us(n_calls=300):
     reads them, each line thread 0 writes must first be taken back from the
     other core's cache, as the update's serial preparation does with the rows
     the other thread read in the previous batch."""
-    previous = numba.get_num_threads()
-    numba.set_num_threads(2)
-    try:
-        rows = np.zeros((128, 1000), np.float32)
-        order = np.random.RandomState(0).permutation(len(rows))
-        sums = np.zeros((2, rows.shape[1]), np.float32)
-        medians = []
-        for reader in (0, 1):
-            times = []
-            for call in range(n_calls):
-                _write_rows(rows, 0, float(call))
-                _sum_rows(rows, reader, order, sums)
-                start = time.perf_counter()
-                _write_rows(rows, 0, float(call) + 0.5)
-                times.append(time.perf_counter() - start)
-            medians.append(float(np.median(times)) * 1e6)
-        return tuple(medians)
-    finally:
-        numba.set_num_threads(previous)
+    def step(rows, reader, order, sums, call):
+        _write_rows(rows, 0, float(call))
+        _sum_rows(rows, reader, order, sums)
+        return _seconds(_write_rows, rows, 0, float(call) + 0.5)
+    return _median_us_per_reader(step, n_calls)
 
 
 def main(argv=None):

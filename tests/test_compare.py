@@ -49,12 +49,7 @@ def test_selection_recall_brackets_the_references():
 @pytest.mark.skipif(not MNIST.exists(),
                     reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
 def test_bench_mnist_runs_short_on_real_data(capsys):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mnist.py"
-    spec = importlib.util.spec_from_file_location("bench_mnist", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_benchmark("bench_mnist")
     assert bench.main(["--train-rows", "1500", "--epochs", "1",
                        "--configs", "dense-1x1000,hash-1x1000-0.05"]) == 0
     out = capsys.readouterr().out
@@ -62,11 +57,16 @@ def test_bench_mnist_runs_short_on_real_data(capsys):
 
 
 def _load_benchmark(name):
+    """Import benchmarks/<name>.py as module ``name``. Registered in sys.modules:
+    numba's disk cache records the module of each compiled kernel, and one
+    recorded as unnamed could not be loaded by a later run of the script."""
     import importlib.util
+    import sys
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -125,8 +125,11 @@ def test_core_handoff_times_reads_by_either_thread(capsys):
     sums = np.zeros((2, 2), np.float32)
     latency._sum_rows(rows, 1, np.array([2, 0, 1]), sums)
     np.testing.assert_array_equal(sums, [[0, 0], [6, 9]])
-    assert latency.main(["--seconds", "0.01", "--handoff"]) == 0
-    assert "by thread 1" in capsys.readouterr().out
+    own, other = latency.rewrite_us(n_calls=5)
+    assert 0 < own < 1e5 and 0 < other < 1e5
+    assert latency.main(["--seconds", "0.01", "--handoff", "--rewrite"]) == 0
+    out = capsys.readouterr().out
+    assert "by thread 1" in out and "after thread 1" in out
 
 
 def test_bench_predict_times_every_mode_on_generated_data(capsys):
