@@ -870,7 +870,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``."""
         X = self._validate_for_predict(X)
-        out = np.empty((X.shape[0], max(2, self.n_outputs_)))
+        # float32 input gives float32 probabilities, as MLPClassifier fitted on it
+        out = np.empty((X.shape[0], max(2, self.n_outputs_)), dtype=X.dtype)
         for start, probabilities in self._probability_chunks(X):
             rows = slice(start, start + probabilities.shape[0])
             if self.n_outputs_ == 1:

@@ -3,8 +3,12 @@
 A layer with ``n`` neurons has ``L`` tables of ``K`` random hyperplanes each.
 Neuron j is hashed as the vector ``[w_j, b_j]`` and a sample's layer input as
 ``[x, 1]``, so a collision means a small angle, hence a likely large activation.
-Each table is stored flat: ``offsets[t]`` (2**K + 1 bucket starts) and
-``neuron_ids[t]`` (neuron ids sorted by bucket), built by a counting sort.
+Each table is stored flat: ``offsets[t]`` (bucket starts, one more than the
+buckets) and ``neuron_ids[t]`` (neuron ids sorted by bucket), built by a counting
+sort. A table has 2**K buckets, one per code, unless that is far more than its
+neurons need (``bucket_bits``): then the K-bit codes are hashed into fewer
+buckets, so that memory stays proportional to the neurons (K=24 with 10 tables
+took 640 MB per layer).
 """
 
 import numba
@@ -81,28 +85,63 @@ def neuron_codes(W, b, hyperplanes, K, L, mips=False):
     return (bits << np.arange(K, dtype=np.int32)).sum(axis=2).astype(np.int32)
 
 
+# a table keeps at most 2**SPARE_BUCKET_BITS buckets per neuron (rounded up to a
+# power of two); codes of more bits are hashed down to that many buckets, and a
+# query then also meets, per table, at most 1/8 of a neuron with another code
+SPARE_BUCKET_BITS = 3
+
+
+def bucket_bits(n_neurons, K):
+    """Bits of the bucket index of a table of ``n_neurons``: K, or fewer when 2**K
+    buckets would far outnumber the neurons."""
+    return min(K, int(np.ceil(np.log2(max(n_neurons, 1)))) + SPARE_BUCKET_BITS)
+
+
+@njit(cache=True, inline="always")
+def _bucket_shift(K, offsets):
+    """64 - bucket bits when a table's codes are hashed into fewer buckets, else 0."""
+    n_buckets = offsets.shape[1] - 1
+    if n_buckets >= 1 << K:
+        return 0
+    shift = 64
+    while n_buckets > 1:
+        n_buckets >>= 1
+        shift -= 1
+    return shift
+
+
+@njit(cache=True, inline="always")
+def _bucket(code, shift):
+    """The bucket of a code: itself, or the top bits of a multiplicative hash of it."""
+    if shift == 0:
+        return code
+    return np.int64((np.uint64(code) * _GOLDEN) >> np.uint64(shift))
+
+
 @njit(nogil=True, cache=True)
 def build_tables(codes, K, offsets, neuron_ids):
     """Counting sort of neurons by bucket, per table, into ``offsets`` and ``neuron_ids``."""
     n_neurons, L = codes.shape
-    n_buckets = 1 << K
+    n_buckets = offsets.shape[1] - 1
+    shift = _bucket_shift(K, offsets)
     for t in range(L):
         off = offsets[t]
         off[:] = 0
         for j in range(n_neurons):
-            off[codes[j, t] + 1] += 1
+            off[_bucket(codes[j, t], shift) + 1] += 1
         for c in range(n_buckets):
             off[c + 1] += off[c]
         cursor = off[:n_buckets].copy()
         for j in range(n_neurons):
-            c = codes[j, t]
+            c = _bucket(codes[j, t], shift)
             neuron_ids[t, cursor[c]] = j
             cursor[c] += 1
 
 
 def new_tables(n_neurons, K, L):
     """Empty table arrays for ``build_tables``."""
-    return np.zeros((L, (1 << K) + 1), np.int32), np.zeros((L, n_neurons), np.int32)
+    n_buckets = 1 << bucket_bits(n_neurons, K)
+    return np.zeros((L, n_buckets + 1), np.int32), np.zeros((L, n_neurons), np.int32)
 
 
 # selection strategies (the ``mode`` argument of select_active)
@@ -134,6 +173,7 @@ def _query_tables(s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offse
             proj[h] += v * plane_row[h]
     n_cand = 0
     retrieved = 0
+    shift = _bucket_shift(K, offsets)
     for t in range(L):
         code = 0
         for bit in range(K):
@@ -152,7 +192,8 @@ def _query_tables(s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offse
                     break
                 flipped |= 1 << best
                 probe_code = code ^ (1 << best)
-            start, stop = offsets[t, probe_code], offsets[t, probe_code + 1]
+            bucket = _bucket(probe_code, shift)
+            start, stop = offsets[t, bucket], offsets[t, bucket + 1]
             retrieved += stop - start
             for e in range(start, stop):
                 j = neuron_ids[t, e]

@@ -440,9 +440,10 @@ class TrainingRun:
                 self.timer.mark("rehash and batch loop")
         else:
             self._train_asynchronously(batches)
-        # one BLAS thread, as for the rehash (see Network.rebuild_tables)
+        # one BLAS thread, as for the rehash (see Network.rebuild_tables); float64
+        # sums: weights that diverge can square past float32's range
         with one_blas_thread():
-            squared_norm = sum(float(np.dot(W.ravel(order="K"), W.ravel(order="K")))
+            squared_norm = sum(float(np.dot(*[W.ravel(order="K").astype(np.float64)] * 2))
                                for W in self.network.weights)
         return (self._loss_sum + 0.5 * self.alpha * squared_norm * self._l2_batches) / len(order)
 

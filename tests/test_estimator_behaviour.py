@@ -380,6 +380,10 @@ def test_float32_float64_and_int_inputs(digits):
         assert model.coefs_[0].dtype == np.float32
         for X_pred in (X_int, X_int.astype(np.float32), X_int.astype(np.float64)):
             np.testing.assert_array_equal(model.predict(X_pred), m64.predict(X_int))
+        # probabilities in the input's float type, as MLPClassifier fitted on it
+        assert model.predict_proba(X_int.astype(np.float32)).dtype == np.float32
+        assert model.predict_log_proba(sp.csr_matrix(X_int.astype(np.float32))).dtype == np.float32
+        assert model.predict_proba(X_int).dtype == np.float64
 
 
 def test_dataframe_input_sets_feature_names(digits):
@@ -542,6 +546,16 @@ def test_values_beyond_float32_are_refused_before_training(digits):
             warnings.simplefilter("error", RuntimeWarning)  # no overflow warning either
             with pytest.raises(ValueError, match="float32"):
                 make().fit(X_big, y)
+
+
+def test_diverging_training_reports_a_finite_loss():
+    X, y = make_classification(200, 10, random_state=0)  # weights stay within float32
+    model = HashMLPClassifier((20,), solver="sgd", learning_rate_init=1e10, max_iter=3,
+                              random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the L2 term once overflowed float32
+        quiet_fit(model, X, y)
+    assert np.isfinite(model.loss_curve_).all() and model.loss_ > 1e6
 
 
 def test_wrong_number_of_features_at_predict(digits):

@@ -100,6 +100,40 @@ def test_tables_hold_every_neuron_once_per_table():
             assert np.all(codes[bucket, t] == c)
 
 
+def test_long_codes_are_hashed_into_a_table_sized_for_the_neurons():
+    net, ws, _ = _setup(_lsh.SELECT_LSH, K=20, L=4)
+    n_buckets = 1 << (int(np.ceil(np.log2(N_OUT))) + _lsh.SPARE_BUCKET_BITS)  # 2048, not 2**20
+    assert net.offsets[0].shape == (net.L, n_buckets + 1)
+    codes = _lsh.neuron_codes(net.weights[0], net.biases[0], net.hyperplanes[0], net.K, net.L)
+    shift = _lsh._bucket_shift(net.K, net.offsets[0])
+    assert shift == 64 - 11
+    for t in range(net.L):
+        buckets = np.array([_lsh._bucket(c, shift) for c in codes[:, t]])
+        assert 0 <= buckets.min() and buckets.max() < n_buckets
+        for c in np.unique(buckets):
+            held = net.neuron_ids[0][t, net.offsets[0][t, c]: net.offsets[0][t, c + 1]]
+            np.testing.assert_array_equal(np.sort(held), np.flatnonzero(buckets == c))
+        # distinct codes rarely share a bucket: about 200 codes in 2048 buckets
+        assert len(np.unique(buckets)) >= 0.8 * len(np.unique(codes[:, t]))
+    for row in _select(net, ws):
+        assert len(np.unique(row)) == K_ACTIVE
+
+
+def test_a_model_with_long_codes_stays_small():
+    import pickle
+
+    from sklearn.datasets import load_digits
+
+    from sklearn_hashdl import HashMLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    model = HashMLPClassifier((50,), selection="lsh", K=24, L=10, max_iter=2,
+                              random_state=0).fit(X / 16, y)
+    assert len(pickle.dumps(model)) < 1_000_000  # 2**24 buckets per table took 671 MB
+    # 50 neurons rarely share a 24-bit code: selection is mostly random padding
+    assert np.isfinite(model.predict_proba(X / 16)).all()
+
+
 def test_rehash_schedule_interval_grows():
     schedule = _lsh.RehashSchedule(interval=4, growth=2.0)
     due = [step for step in range(1, 40) if schedule.step()]
