@@ -351,9 +351,9 @@ def keep_top_k_rows(A, k):
     """Zero all but the k largest entries of each row of A (C-contiguous, in place).
 
     Prediction's top-k: the selection's cut and quickselect instead of NumPy's
-    argpartition, 3.5x faster (16384 wide, 256 rows: 23 ms against 83 ms; the
-    product itself took 140 ms). On one thread: between two BLAS products, a
-    parallel region was no faster, and its idling threads slowed the next
+    argpartition, which took longer than the layer's BLAS product (see
+    docs/performance.md, Prediction). On one thread: between two BLAS products,
+    a parallel region was no faster, and its idling threads slowed the next
     product by half.
     """
     n_rows, n = A.shape
