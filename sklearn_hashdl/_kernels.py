@@ -70,6 +70,17 @@ def _derivative(a, code):
     return a * 0 + 1
 
 
+@njit(nogil=True, cache=True, fastmath=DOT_MATH)
+def sum_of_squares(values):
+    """Sum of squares of a flat array, accumulated in float64: the weights of a
+    diverging fit can square past float32's range (and a float64 copy for
+    NumPy's dot would cost as much memory as the weights)."""
+    total = 0.0
+    for v in values:
+        total += np.float64(v) * np.float64(v)
+    return total
+
+
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def dense_rows_to_lists(X, rows, ids, vals, cnt):
     """Copy the non-zeros of ``X[rows]`` (dense) into level-0 lists."""

@@ -18,7 +18,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _kernels, _lsh
-from ._network import one_blas_thread
 
 
 class PhaseTimer:
@@ -440,11 +439,7 @@ class TrainingRun:
                 self.timer.mark("rehash and batch loop")
         else:
             self._train_asynchronously(batches)
-        # one BLAS thread, as for the rehash (see Network.rebuild_tables); float64
-        # sums: weights that diverge can square past float32's range
-        with one_blas_thread():
-            squared_norm = sum(float(np.dot(*[W.ravel(order="K").astype(np.float64)] * 2))
-                               for W in self.network.weights)
+        squared_norm = sum(_kernels.sum_of_squares(W.ravel(order="K")) for W in self.network.weights)
         return (self._loss_sum + 0.5 * self.alpha * squared_norm * self._l2_batches) / len(order)
 
     def _train(self, ws, rows, flops, timer, lock=contextlib.nullcontext()):
@@ -524,22 +519,25 @@ class TrainingRun:
         return self.active_sum / max(1, self.n_trained)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def kernel_input(X):
     """Training input in the one layout the kernels compile for: float32, and
     C-contiguous when dense, ``SparseRows`` when sparse."""
     given = X
-    with np.errstate(over="ignore"):  # values beyond float32's range become inf, refused below
-        if sp.issparse(X):
-            X = X.tocsr().astype(np.float32, copy=False)
-        else:
-            X = np.ascontiguousarray(X, dtype=np.float32)
     values = X.data if sp.issparse(X) else X
-    if not np.isfinite(values).all():
-        # validated input is finite: these overflowed float32
+    # validated input is finite, but float64 values can overflow float32; max and
+    # min allocate nothing (np.isfinite on the converted input took a byte per value)
+    if values.dtype != np.float32 and values.size and max(values.max(), -values.min()) > _FLOAT32_MAX:
         raise ValueError(
             "Input X holds values beyond float32's range (about 3.4e38), in which "
             "HashMLPClassifier trains; scale the features first."
         )
+    if sp.issparse(X):
+        X = X.tocsr().astype(np.float32, copy=False)
+    else:
+        X = np.ascontiguousarray(X, dtype=np.float32)
     if not sp.issparse(X):
         return X
     if not X.has_canonical_format:

@@ -548,6 +548,21 @@ def test_values_beyond_float32_are_refused_before_training(digits):
                 make().fit(X_big, y)
 
 
+def test_checking_float32_input_allocates_nothing_of_its_size():
+    import tracemalloc
+
+    from sklearn_hashdl._train import kernel_input
+
+    X = np.random.RandomState(0).rand(2000, 500).astype(np.float32)
+    tracemalloc.start()
+    try:
+        assert kernel_input(X) is X
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes / 20  # the range check once took a byte per value (+47 MB on MNIST)
+
+
 def test_diverging_training_reports_a_finite_loss():
     X, y = make_classification(200, 10, random_state=0)  # weights stay within float32
     model = HashMLPClassifier((20,), solver="sgd", learning_rate_init=1e10, max_iter=3,
