@@ -495,6 +495,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         return X, y, Y
 
     def _fit(self, X, y, sample_weight, incremental):
+        _PREDICTION_NETWORKS.pop(self, None)  # its tables and arrays would outlive the old model
         hidden_sizes = self._hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         if self.early_stopping and incremental:
@@ -618,23 +619,29 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
 
         Kept until the model or a parameter that shapes it changes: the rebuild
         costs far more than predicting a few rows (benchmarks/bench_predict.py:
-        one row through a 16384-wide LSH layer, about 100 ms for the first call,
-        2 ms for the next). It is kept beside the estimator, not in it, as
+        one row through a 16384-wide LSH layer, about 70 ms for the first call,
+        10 ms for the next, most of it the fingerprint). It is kept beside the estimator, not in it, as
         predict must not change a model's attributes (nor its pickle). The key
         holds the fitted arrays themselves, compared by identity, so no id can
-        be reused.
+        be reused, and a fingerprint of their contents, which an edit in place
+        changes. A read-only (memory-mapped) model is not cached: the kernels
+        would need a copy of its weights, to be kept as long as the model.
         """
-        key = ([*self.coefs_, *self.intercepts_, self._hash_state],
-               [getattr(self, name) for name in _SELECTION_PARAMS])
+        arrays = [*self.coefs_, *self.intercepts_]
+        writeable = all(np.asarray(a).flags.writeable for a in arrays)
+        key = ([*arrays, self._hash_state], [getattr(self, name) for name in _SELECTION_PARAMS],
+               [_kernels.fingerprint(np.ravel(np.asarray(a, dtype=np.float32), order="K").view(np.uint32))
+                for a in arrays] if writeable else None)
         cached = _PREDICTION_NETWORKS.get(self)
         if cached is not None:
-            (arrays, params), network = cached
-            if (len(arrays) == len(key[0]) and all(a is b for a, b in zip(arrays, key[0]))
-                    and params == key[1]):
+            (held, params, prints), network = cached
+            if (len(held) == len(key[0]) and all(a is b for a, b in zip(held, key[0]))
+                    and params == key[1] and prints == key[2]):
                 return network
         network = self._load_network(layer_sizes, check_random_state(0), fresh_weights=False,
                                      copy=False)
-        _PREDICTION_NETWORKS[self] = (key, network)
+        if writeable:
+            _PREDICTION_NETWORKS[self] = (key, network)
         return network
 
     def _active_counts(self, layer_sizes):

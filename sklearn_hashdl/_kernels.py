@@ -81,6 +81,17 @@ def sum_of_squares(values):
     return total
 
 
+@njit(nogil=True, cache=True)
+def fingerprint(words):
+    """A 64-bit sum of the words, each times a distinct odd number: any one
+    changed word changes it (the cached prediction network's check for fitted
+    arrays edited in place)."""
+    total = np.uint64(0)
+    for i in range(words.shape[0]):
+        total += np.uint64(words[i]) * np.uint64(2 * i + 1)
+    return total
+
+
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def dense_rows_to_lists(X, rows, ids, vals, cnt):
     """Copy the non-zeros of ``X[rows]`` (dense) into level-0 lists."""

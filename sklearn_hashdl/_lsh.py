@@ -365,6 +365,8 @@ def keep_top_k_rows(A, k):
     top = np.empty(k, np.int32)
     for r in range(n_rows):
         row = A[r]
+        if np.isnan(row).any():
+            continue  # left whole, so that NaN reaches the output (argpartition kept it)
         scores[:] = row
         _top_by_score(ids, scores, n, k, top, kept)
         for c in range(k):  # the kept values, before the row is zeroed

@@ -529,7 +529,8 @@ def kernel_input(X):
     values = X.data if sp.issparse(X) else X
     # validated input is finite, but float64 values can overflow float32; max and
     # min allocate nothing (np.isfinite on the converted input took a byte per value)
-    if values.dtype != np.float32 and values.size and max(values.max(), -values.min()) > _FLOAT32_MAX:
+    if (values.dtype.kind == "f" and values.dtype != np.float32 and values.size
+            and max(values.max(), -values.min()) > _FLOAT32_MAX):
         raise ValueError(
             "Input X holds values beyond float32's range (about 3.4e38), in which "
             "HashMLPClassifier trains; scale the features first."

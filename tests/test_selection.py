@@ -219,6 +219,37 @@ def test_hashed_prediction_rebuilds_tables_only_when_the_model_changes(monkeypat
     probed = model.predict_proba(X)
     assert not np.array_equal(probed, trained)
     np.testing.assert_array_equal(probed, uncached(model))
+    # an edit of the fitted arrays in place also makes a new network
+    model.coefs_[0] *= -1
+    model.intercepts_[0] *= -1
+    edited = model.predict_proba(X)
+    assert not np.array_equal(edited, probed)
+    np.testing.assert_array_equal(edited, uncached(model))
+
+
+def test_cached_prediction_network_is_dropped_by_fit_and_not_kept_for_mapped_models(tmp_path):
+    import gc
+    import weakref
+
+    import joblib
+    from sklearn.datasets import load_digits
+
+    from sklearn_hashdl import HashMLPClassifier, _classifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    model = HashMLPClassifier((100,), selection="lsh", K=4, max_iter=1, random_state=0,
+                              predict_mode="hashed").fit(X, y)
+    model.predict(X[:2])
+    old_weights = weakref.ref(model.coefs_[0])
+    model.fit(X, y)
+    gc.collect()
+    assert old_weights() is None  # the cache no longer holds the previous model
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    mapped = joblib.load(path, mmap_mode="r")
+    np.testing.assert_array_equal(mapped.predict_proba(X), model.predict_proba(X))
+    assert mapped not in _classifier._PREDICTION_NETWORKS  # its copy of the weights is not kept
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
