@@ -72,6 +72,13 @@ _SELECTION_PARAMS = (
 _SERIAL_WORK_PER_BATCH = 2_000_000
 
 
+def _same_key(held, key):
+    """Do two ``_prediction_key`` results name the same arrays, parameters and contents?"""
+    (held_arrays, held_params, held_prints), (arrays, params, prints) = held, key
+    return (len(held_arrays) == len(arrays) and all(a is b for a, b in zip(held_arrays, arrays))
+            and held_params == params and held_prints == prints)
+
+
 def _writeable_float32(a):
     """``a`` as float32 without a copy where it can be: a read-only array (a
     memory-mapped model) is copied, as the kernels are compiled for writeable ones."""
@@ -620,29 +627,34 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         Kept until the model or a parameter that shapes it changes: the rebuild
         costs far more than predicting a few rows (benchmarks/bench_predict.py:
         one row through a 16384-wide LSH layer, about 70 ms for the first call,
-        10 ms for the next, most of it the fingerprint). It is kept beside the estimator, not in it, as
-        predict must not change a model's attributes (nor its pickle). The key
-        holds the fitted arrays themselves, compared by identity, so no id can
-        be reused, and a fingerprint of their contents, which an edit in place
-        changes. A read-only (memory-mapped) model is not cached: the kernels
-        would need a copy of its weights, to be kept as long as the model.
+        10 ms for the next, most of it the fingerprint of ``_prediction_key``).
+        It is kept beside the estimator, not in it, as predict must not change a
+        model's attributes (nor its pickle). A read-only (memory-mapped) model is
+        not cached: the kernels would need a copy of its weights, kept as long
+        as the model.
         """
-        arrays = [*self.coefs_, *self.intercepts_]
-        writeable = all(np.asarray(a).flags.writeable for a in arrays)
-        key = ([*arrays, self._hash_state], [getattr(self, name) for name in _SELECTION_PARAMS],
-               [_kernels.fingerprint(np.ravel(np.asarray(a, dtype=np.float32), order="K").view(np.uint32))
-                for a in arrays] if writeable else None)
+        key = self._prediction_key()
         cached = _PREDICTION_NETWORKS.get(self)
-        if cached is not None:
-            (held, params, prints), network = cached
-            if (len(held) == len(key[0]) and all(a is b for a, b in zip(held, key[0]))
-                    and params == key[1] and prints == key[2]):
-                return network
+        if key is not None and cached is not None and _same_key(cached[0], key):
+            return cached[1]
         network = self._load_network(layer_sizes, check_random_state(0), fresh_weights=False,
                                      copy=False)
-        if writeable:
+        if key is not None:
             _PREDICTION_NETWORKS[self] = (key, network)
         return network
+
+    def _prediction_key(self):
+        """What the prediction network depends on: the fitted arrays themselves
+        (compared by identity, so no id can be reused), the selection parameters,
+        and a fingerprint of the arrays' contents, which an edit in place
+        changes; None for read-only arrays."""
+        arrays = [*self.coefs_, *self.intercepts_]
+        if not all(np.asarray(a).flags.writeable for a in arrays):
+            return None
+        words = [np.ravel(np.asarray(a, np.float32), order="K").view(np.uint32) for a in arrays]
+        prints = [_kernels.fingerprint(w) for w in words]
+        params = [getattr(self, name) for name in _SELECTION_PARAMS]
+        return [*arrays, self._hash_state], params, prints
 
     def _active_counts(self, layer_sizes):
         """Neurons kept per sample in each layer, as ``sparse_layers`` decides."""

@@ -365,9 +365,12 @@ def keep_top_k_rows(A, k):
     top = np.empty(k, np.int32)
     for r in range(n_rows):
         row = A[r]
-        if np.isnan(row).any():
+        has_nan = False
+        for j in range(n):  # copied and checked in one pass, allocating nothing per row
+            scores[j] = row[j]
+            has_nan |= row[j] != row[j]
+        if has_nan:
             continue  # left whole, so that NaN reaches the output (argpartition kept it)
-        scores[:] = row
         _top_by_score(ids, scores, n, k, top, kept)
         for c in range(k):  # the kept values, before the row is zeroed
             scores[c] = row[top[c]]
