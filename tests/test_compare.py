@@ -99,6 +99,24 @@ def test_bench_speed_threads_and_kernel_profiles_run_short_on_real_data(capsys):
     assert "gradient sums only" in out and "bare Adam sweep" in out and "GB/s" in out
 
 
+@pytest.mark.skipif(not MNIST.exists(),
+                    reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_replay_update_parts_leave_the_scratch_zeroed(capsys):
+    replay = _load_benchmark("replay_update")
+    X, y, _, _ = load_dataset(npz=str(MNIST), max_train_rows=300, seed=0)
+    n_union, args = replay.part_arguments(replay.capture_last_update(X, y, layer=1))
+    assert args[0].shape == (1000, 1000) and -1 <= n_union <= 1000  # -1: not compacted
+    grad, mark = args[17], args[18]
+    # the parts run on the kernel's scratch, which the kernels expect zeroed
+    for part in (replay.GRADIENT, replay.GRADIENT_COPIES_MADE, replay.SWEEP):
+        replay._update_part(part, n_union, *args)
+        assert not grad.any() and not mark.any()
+    assert replay.main(["--train-rows", "300", "--rounds", "1", "--calls", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "gradient sums, copies made once" in out and "round trip" in out
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
 def test_core_round_trip_is_measured_and_gives_up_on_one_thread():
     latency = _load_benchmark("core_latency")

@@ -1,0 +1,166 @@
+"""The lazy Adam update of one real batch, replayed on one and two threads, whole and in parts.
+
+Fits (1000, 1000, 1000) at sparsity 0.05 (exact selection) on MNIST rows for one
+epoch, keeps a copy of what the last batch passed to ``_kernels.adam_update`` for
+one layer (``--layer``: 0 the first, 1 and 2 the hidden-to-hidden layers), and
+times on one and two threads:
+
+- ``adam_update``: the kernel as training runs it;
+- ``gradient sums``: its serial prelude (``_column_union``, the compact copies of
+  the batch's deltas) and each row's gradient sums, without the Adam step;
+- ``gradient sums, copies made once``: the same sums over copies made before the
+  timing, so that no call writes anything the other thread reads;
+- ``Adam sweep``: the Adam step over the touched rows alone, with zero gradients.
+
+Every call sees the same rows on the same thread. Each round prints the round
+trip of a cache line between the two cores before and after it
+(``core_latency.py``): the host moves its virtual CPUs about, and the far
+placements cost two threads much of their gain (docs/performance.md, Zen 1).
+
+    python benchmarks/replay_update.py --layer 1 --rounds 6
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from sklearn_hashdl import HashMLPClassifier, _kernels
+from sklearn_hashdl._kernels import _adam_apply, _column_union, _row_gradient
+from sklearn_hashdl.compare import load_dataset, warm_up
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core_latency import round_trip_ns  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
+GRADIENT, GRADIENT_COPIES_MADE, SWEEP = 0, 1, 2
+
+
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
+def _update_part(part, n_union, W, m_W, v_W, touched_rows, n_touched, row_start, row_sample,
+                 row_pos, row_vals, col_ids, col_cnt, col_vals, skip_zero_columns, step_size,
+                 beta_1, beta_2, epsilon, grad_scratch, mark_scratch, cols_scratch, compact):
+    """One part of adam_update's weight loop (see the module docstring); the
+    scratch is left zeroed, as the kernel leaves it."""
+    if part == GRADIENT:
+        n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], skip_zero_columns,
+                                n_touched, row_start[W.shape[0]], compact)
+    for r in prange(n_touched):
+        tid = numba.get_thread_id()
+        grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
+        i = touched_rows[r]
+        if part == SWEEP:
+            _adam_apply(W[i], m_W[i], v_W[i], grad, mark, cols, -1, np.float32(0), step_size,
+                        beta_1, beta_2, epsilon)
+            continue
+        _row_gradient(i, W.shape[1], row_start, row_sample, row_pos, row_vals, col_ids, col_cnt,
+                      col_vals, skip_zero_columns, n_union, compact, tid, grad, mark, cols)
+        for j in range(W.shape[1]):
+            grad[j] = 0
+            mark[j] = 0
+
+
+def capture_last_update(X, y, layer):
+    """Fit the network and return a copy of adam_update's arguments for ``layer``
+    in the last batch (the workspace arrays are reused by later calls)."""
+    calls = []
+    kernel = _kernels.adam_update
+
+    def capturing(*args):
+        calls.append(tuple(_copy(a) for a in args))
+        return kernel(*args)
+
+    model = HashMLPClassifier(hidden_layer_sizes=(1000, 1000, 1000), sparsity=0.05, max_iter=1,
+                              batch_size=128, random_state=0, tol=0.0, n_iter_no_change=2)
+    _kernels.adam_update = capturing
+    try:
+        model.fit(X, y)
+    finally:
+        _kernels.adam_update = kernel
+    return calls[len(calls) - 4 + layer]
+
+
+def part_arguments(update_args):
+    """From adam_update's arguments: the number of columns of the compact copies
+    (made now, in the scratch) and the arguments of ``_update_part`` after it."""
+    (W, b, m_W, v_W, m_b, v_b, touched, n_touched, row_start, row_sample, row_pos, row_vals,
+     col_ids, col_cnt, col_vals, skip, out_ids, out_cnt, out_delta, l2, step_size, beta_1, beta_2,
+     epsilon, grad, mark, cols, compact) = update_args
+    n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], skip, n_touched,
+                            row_start[W.shape[0]], compact)
+    return n_union, (W, m_W, v_W, touched, n_touched, row_start, row_sample, row_pos, row_vals,
+                     col_ids, col_cnt, col_vals, skip, step_size, beta_1, beta_2, epsilon, grad,
+                     mark, cols, compact)
+
+
+def _copy(value):
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    return value
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--train-rows", type=int, default=6400)
+    parser.add_argument("--layer", type=int, choices=(0, 1, 2), default=1)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--calls", type=int, default=20)
+    args = parser.parse_args(argv)
+    if not Path(args.data).exists():
+        print(f"skipped: MNIST not found at {args.data}")
+        return 0
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        print("skipped: needs two threads")
+        return 0
+    X, y, _, _ = load_dataset(npz=args.data, max_train_rows=args.train_rows, seed=0)
+    warm_up()
+    full = capture_last_update(X, y, args.layer)
+    n_union, shared = part_arguments(full)
+    parts = {
+        "adam_update": lambda: _kernels.adam_update(*full),
+        "gradient sums": lambda: _update_part(GRADIENT, n_union, *shared),
+        "gradient sums, copies made once": lambda: _update_part(GRADIENT_COPIES_MADE, n_union,
+                                                                *shared),
+        "Adam sweep": lambda: _update_part(SWEEP, n_union, *shared),
+    }
+    W, n_touched = shared[0], shared[4]
+    print(f"layer {args.layer}: weights {W.shape}, {n_touched} rows touched, "
+          f"{n_union} columns in the batch's lists (-1: not compacted); "
+          f"microseconds per call, fastest of 5 x {args.calls}")
+    previous = numba.get_num_threads()
+    try:
+        for _ in range(args.rounds):
+            before = round_trip_ns()
+            lines = []
+            for name, call in parts.items():
+                us = [_fastest_us(call, n_threads, args.calls) for n_threads in (1, 2)]
+                lines.append(f"  {name:32s} 1 thread {us[0]:7.0f}  2 threads {us[1]:7.0f}  "
+                             f"{us[0] / us[1]:5.2f}x")
+            print(f"round trip {before:.0f} ns before, {round_trip_ns():.0f} ns after")
+            print("\n".join(lines), flush=True)
+    finally:
+        numba.set_num_threads(previous)
+    return 0
+
+
+def _fastest_us(call, n_threads, n_calls):
+    numba.set_num_threads(n_threads)
+    call()
+    best = np.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(n_calls):
+            call()
+        best = min(best, (time.perf_counter() - start) / n_calls)
+    return best * 1e6
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
