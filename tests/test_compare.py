@@ -107,11 +107,14 @@ def test_replay_update_parts_leave_the_scratch_zeroed(capsys):
     X, y, _, _ = load_dataset(npz=str(MNIST), max_train_rows=300, seed=0)
     n_union, args = replay.part_arguments(replay.capture_last_update(X, y, layer=1))
     assert args[0].shape == (1000, 1000) and -1 <= n_union <= 1000  # -1: not compacted
-    grad, mark = args[17], args[18]
+    W, grad, mark = args[0], args[17], args[18]  # weights, the per-thread gradient and marks
+    W_before = W.copy()
     # the parts run on the kernel's scratch, which the kernels expect zeroed
     for part in (replay.GRADIENT, replay.GRADIENT_COPIES_MADE, replay.SWEEP):
         replay._update_part(part, n_union, *args)
         assert not grad.any() and not mark.any()
+    # the sweep of unmarked entries keeps every weight, and the sums write none
+    np.testing.assert_array_equal(W, W_before)
     assert replay.main(["--train-rows", "300", "--rounds", "1", "--calls", "1"]) == 0
     out = capsys.readouterr().out
     assert "gradient sums, copies made once" in out and "round trip" in out
