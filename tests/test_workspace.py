@@ -1,12 +1,13 @@
 """The training workspace: reusing a level's inverted index within a batch
-trains exactly as rebuilding it for every kernel that needs it."""
+trains exactly as rebuilding it for every kernel that needs it; per-thread scratch
+keeps each thread's row on pages of its own."""
 
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 
 from sklearn_hashdl import HashMLPClassifier
-from sklearn_hashdl._train import Workspace
+from sklearn_hashdl._train import PAGE_BYTES, Workspace, _thread_scratch
 
 
 def _fit(params, X, y):
@@ -38,3 +39,15 @@ def test_reused_inverted_index_trains_like_a_fresh_one(params, monkeypatch):
     for a, b in zip(reused.coefs_ + reused.intercepts_, fresh.coefs_ + fresh.intercepts_):
         np.testing.assert_array_equal(a, b)
     assert reused.loss_curve_ == fresh.loss_curve_
+
+
+@pytest.mark.parametrize("width, dtype", [(1000, np.float32), (1, np.uint8), (4096, np.int32),
+                                          (7, np.uint64)])
+def test_thread_scratch_rows_have_pages_of_their_own(width, dtype):
+    # a thread sweeping its row must not run into the next thread's row: rows on
+    # their own pages, a free page between them (hardware prefetchers stop at pages)
+    scratch = _thread_scratch(3, width, dtype)
+    assert scratch.dtype == dtype and scratch.flags.c_contiguous and scratch.flags.writeable
+    assert scratch.shape[0] == 3 and scratch.shape[1] >= width and not scratch.any()
+    assert scratch.ctypes.data % PAGE_BYTES == 0 and scratch.strides[0] % PAGE_BYTES == 0
+    assert scratch.strides[0] - width * scratch.itemsize >= PAGE_BYTES
