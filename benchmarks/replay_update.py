@@ -10,7 +10,11 @@ times on one and two threads:
   the batch's deltas) and each row's gradient sums, without the Adam step;
 - ``gradient sums, copies made once``: the same sums over copies made before the
   timing, so that no call writes anything the other thread reads;
-- ``Adam sweep``: the Adam step over the touched rows alone, with zero gradients.
+- ``Adam sweep``: the Adam step over the touched rows alone, with zero gradients;
+- ``adam_update after both threads read the rows`` and ``... after thread 0 alone
+  read them``: before each call (untimed), 64 parallel iterations read every touched
+  weight row, as the forward and backward passes of a fit do sample by sample,
+  on both threads or on thread 0 only.
 
 Every call sees the same rows on the same thread. Each round prints the round
 trip of a cache line between the two cores before and after it
@@ -21,6 +25,7 @@ placements cost two threads much of their gain (docs/performance.md, Zen 1).
 """
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -62,6 +67,23 @@ def _update_part(part, n_union, W, m_W, v_W, touched_rows, n_touched, row_start,
         for j in range(W.shape[1]):
             grad[j] = 0
             mark[j] = 0
+
+
+@njit(nogil=True, parallel=True, cache=True)
+def _read_rows(W, rows, sums):
+    """Every iteration reads a word of each cache line of the weight rows ``rows``."""
+    for k in prange(sums.shape[0]):
+        total = np.float32(0)
+        for r in range(rows.shape[0]):
+            w = W[rows[r]]
+            for j in range(0, w.shape[0], 16):
+                total += w[j]
+        sums[k] = total
+
+
+def _read_rows_on(n_threads, W, rows, sums):
+    numba.set_num_threads(n_threads)
+    _read_rows(W, rows, sums)
 
 
 def capture_last_update(X, y, layer):
@@ -131,9 +153,13 @@ def main(argv=None):
         "Adam sweep": lambda: _update_part(SWEEP, n_union, *shared),
     }
     W, n_touched = shared[0], shared[4]
+    rows, sums = shared[3][:n_touched].astype(np.int64), np.zeros(64, np.float32)
+    readers = {"adam_update after both threads read the rows": 2,
+               "adam_update after thread 0 alone read them": 1}
     print(f"layer {args.layer}: weights {W.shape}, {n_touched} rows touched, "
           f"{n_union} columns in the batch's lists (-1: not compacted); "
-          f"microseconds per call, fastest of 5 x {args.calls}")
+          f"microseconds per call: the fastest of 5 means over {args.calls} calls "
+          f"(after reads: one mean over {args.calls} calls)")
     previous = numba.get_num_threads()
     try:
         for _ in range(args.rounds):
@@ -141,13 +167,33 @@ def main(argv=None):
             lines = []
             for name, call in parts.items():
                 us = [_fastest_us(call, n_threads, args.calls) for n_threads in (1, 2)]
-                lines.append(f"  {name:32s} 1 thread {us[0]:7.0f}  2 threads {us[1]:7.0f}  "
-                             f"{us[0] / us[1]:5.2f}x")
+                lines.append(_line(name, us))
+            for name, n_readers in readers.items():
+                prepare = functools.partial(_read_rows_on, n_readers, W, rows, sums)
+                us = [_prepared_us(prepare, parts["adam_update"], n_threads, args.calls)
+                      for n_threads in (1, 2)]
+                lines.append(_line(name, us))
             print(f"round trip {before:.0f} ns before, {round_trip_ns():.0f} ns after")
             print("\n".join(lines), flush=True)
     finally:
         numba.set_num_threads(previous)
     return 0
+
+
+def _line(name, us):
+    return f"  {name:44s} 1 thread {us[0]:7.0f}  2 threads {us[1]:7.0f}  {us[0] / us[1]:5.2f}x"
+
+
+def _prepared_us(prepare, call, n_threads, n_calls):
+    """Mean microseconds of ``call`` on ``n_threads``, each call after an untimed ``prepare()``."""
+    seconds = 0.0
+    for _ in range(n_calls):
+        prepare()
+        numba.set_num_threads(n_threads)
+        start = time.perf_counter()
+        call()
+        seconds += time.perf_counter() - start
+    return seconds / n_calls * 1e6
 
 
 def _fastest_us(call, n_threads, n_calls):

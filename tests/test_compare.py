@@ -118,6 +118,7 @@ def test_replay_update_parts_leave_the_scratch_zeroed(capsys):
     assert replay.main(["--train-rows", "300", "--rounds", "1", "--calls", "1"]) == 0
     out = capsys.readouterr().out
     assert "gradient sums, copies made once" in out and "round trip" in out
+    assert "after both threads read the rows" in out and "after thread 0 alone" in out
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
