@@ -122,6 +122,27 @@ def test_replay_update_parts_leave_the_scratch_zeroed(capsys):
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_split_layouts_update_the_same_weights_every_way(capsys):
+    layouts = _load_benchmark("split_layouts")
+    W, M, V, G, rows, blocks = layouts.make_layer()
+    by_rows = [A.copy() for A in (W, M, V)]
+    layouts.update_rows(*by_rows, G, rows)
+    layouts.update_columns(W, M, V, G, rows)
+    layouts.update_blocks(*blocks[0], *blocks[1], rows)
+    before = layouts.make_layer()
+    for k, (A, by_row, left, right) in enumerate(zip((W, M, V), by_rows, blocks[0], blocks[1])):
+        assert not np.allclose(by_row[rows], before[k][rows])  # the touched rows moved
+        np.testing.assert_array_equal(np.delete(by_row, rows, axis=0),
+                                      np.delete(before[k], rows, axis=0))  # no other row did
+        # the same arithmetic, vectorised from other starting columns: equal to rounding
+        np.testing.assert_allclose(A, by_row, rtol=1e-6)
+        np.testing.assert_allclose(np.hstack([left, right]), by_row, rtol=1e-6)
+    assert layouts.main(["--rounds", "1", "--calls", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "column blocks" in out and "round trip" in out
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
 def test_core_round_trip_is_measured_and_gives_up_on_one_thread():
     latency = _load_benchmark("core_latency")
     ns = latency.round_trip_ns(n_trips=2000)
