@@ -40,6 +40,7 @@ from sklearn_hashdl.compare import load_dataset, warm_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core_latency import round_trip_ns  # noqa: E402
+from split_layouts import mean_us, read_rows  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 GRADIENT, GRADIENT_COPIES_MADE, SWEEP = 0, 1, 2
@@ -67,23 +68,6 @@ def _update_part(part, n_union, W, m_W, v_W, touched_rows, n_touched, row_start,
         for j in range(W.shape[1]):
             grad[j] = 0
             mark[j] = 0
-
-
-@njit(nogil=True, parallel=True, cache=True)
-def _read_rows(W, rows, sums):
-    """Every iteration reads a word of each cache line of the weight rows ``rows``."""
-    for k in prange(sums.shape[0]):
-        total = np.float32(0)
-        for r in range(rows.shape[0]):
-            w = W[rows[r]]
-            for j in range(0, w.shape[0], 16):
-                total += w[j]
-        sums[k] = total
-
-
-def _read_rows_on(n_threads, W, rows, sums):
-    numba.set_num_threads(n_threads)
-    _read_rows(W, rows, sums)
 
 
 def capture_last_update(X, y, layer):
@@ -169,8 +153,8 @@ def main(argv=None):
                 us = [_fastest_us(call, n_threads, args.calls) for n_threads in (1, 2)]
                 lines.append(_line(name, us))
             for name, n_readers in readers.items():
-                prepare = functools.partial(_read_rows_on, n_readers, W, rows, sums)
-                us = [_prepared_us(prepare, parts["adam_update"], n_threads, args.calls)
+                us = [mean_us(functools.partial(read_rows, W, rows, sums), n_readers,
+                              parts["adam_update"], n_threads, args.calls)
                       for n_threads in (1, 2)]
                 lines.append(_line(name, us))
             print(f"round trip {before:.0f} ns before, {round_trip_ns():.0f} ns after")
@@ -182,18 +166,6 @@ def main(argv=None):
 
 def _line(name, us):
     return f"  {name:44s} 1 thread {us[0]:7.0f}  2 threads {us[1]:7.0f}  {us[0] / us[1]:5.2f}x"
-
-
-def _prepared_us(prepare, call, n_threads, n_calls):
-    """Mean microseconds of ``call`` on ``n_threads``, each call after an untimed ``prepare()``."""
-    seconds = 0.0
-    for _ in range(n_calls):
-        prepare()
-        numba.set_num_threads(n_threads)
-        start = time.perf_counter()
-        call()
-        seconds += time.perf_counter() - start
-    return seconds / n_calls * 1e6
 
 
 def _fastest_us(call, n_threads, n_calls):
