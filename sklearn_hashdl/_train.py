@@ -207,12 +207,13 @@ def _thread_scratch(n_threads, width, dtype):
     cache line apart (as before), a thread sweeping its own row made the
     hardware prefetchers pull in the start of the next thread's row, and when
     the host placed the two cores far apart, those lines went back and forth
-    at about a microsecond each: the 3 x 1000 network's gradient sums gained
+    at up to a microsecond each: the 3 x 1000 network's gradient sums gained
     1.05x from a second thread, 1.85x with the rows pages apart
     (docs/performance.md, Zen 1 third session). Rows in one cache line, with
     no padding at all, slowed the hashing loop about tenfold.
     """
     itemsize = np.dtype(dtype).itemsize
+    # whole pages for the row, and a free one after it
     row_bytes = -(-width * itemsize // PAGE_BYTES) * PAGE_BYTES + PAGE_BYTES
     raw = np.zeros(n_threads * row_bytes + PAGE_BYTES, np.uint8)
     start = -raw.ctypes.data % PAGE_BYTES
