@@ -119,6 +119,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.calls < 1:
+        parser.error("--rounds and --calls must be at least 1")
     if not Path(args.data).exists():
         print(f"skipped: MNIST not found at {args.data}")
         return 0

@@ -158,6 +158,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=30)
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.calls < 1:
+        parser.error("--rounds and --calls must be at least 1")
     if numba.config.NUMBA_NUM_THREADS < 2:
         print("skipped: needs two threads")
         return 0
