@@ -134,7 +134,7 @@ def selection_call(b, K=6, L=10):
     return (_lsh.SELECT_LSH, b["nz_ids"], b["nz_vals"], b["nnz"], b["nnz"], b["W"], True, b["bias"],
             hyperplanes, n_in, K, L, offsets, neuron_ids, k, k, 1, np.uint64(1),
             np.arange(1, BATCH + 1, dtype=np.uint64), out_ids, out_cnt,
-            np.zeros(BATCH, np.int64), False, 0, b["out_vals"], *scratch)
+            np.zeros(BATCH, np.int64), False, 0, 0, b["out_vals"], *scratch)
 
 
 def kernel_calls(b):

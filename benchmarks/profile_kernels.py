@@ -1,7 +1,7 @@
 """Where the milliseconds of one HashMLPClassifier fit go, kernel by kernel.
 
 Puts a timer around every numba kernel that the training loop calls (the
-functions of ``sklearn_hashdl._kernels`` and ``._lsh``), fits once on MNIST and
+functions of ``sklearn_hashdl._kernels``, ``._lsh`` and ``._block_kernels``), fits once on MNIST and
 prints milliseconds per batch for each kernel, split by the shape of its first
 argument (the weights, for the layer kernels), with its number of calls; the
 time outside the kernels (Python, and NumPy: set-up and the rehash's matrix
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from numba.core.registry import CPUDispatcher
 
-from sklearn_hashdl import HashMLPClassifier, _kernels, _lsh
+from sklearn_hashdl import HashMLPClassifier, _block_kernels, _kernels, _lsh
 from sklearn_hashdl.compare import load_dataset, timed, warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
@@ -31,8 +31,10 @@ class KernelTimers:
     """Replaces the kernels of the given modules by timed wrappers while active."""
 
     def __init__(self, modules):
+        # each module's own kernels (not those it imports)
         self.kernels = [(module, name, getattr(module, name)) for module in modules
-                        for name in dir(module) if isinstance(getattr(module, name), CPUDispatcher)]
+                        for name in dir(module) if isinstance(getattr(module, name), CPUDispatcher)
+                        and getattr(module, name).py_func.__module__ == module.__name__]
         self.seconds, self.calls, self.touched = {}, {}, {}
 
     def _wrap(self, name, kernel):
@@ -40,9 +42,9 @@ class KernelTimers:
             start = time.perf_counter()
             result = kernel(*args)
             spent = time.perf_counter() - start
-            # a weight matrix as first argument tells the layers apart
+            # weights (a matrix, or column blocks) as first argument tell the layers apart
             first = args[0] if args else None
-            key = name if getattr(first, "ndim", 0) != 2 else f"{name} {first.shape}"
+            key = name if getattr(first, "ndim", 0) < 2 else f"{name} {first.shape}"
             self.seconds[key] = self.seconds.get(key, 0.0) + spent
             self.calls[key] = self.calls.get(key, 0) + 1
             if name == "invert_lists":  # args[2] ids grouped, result: how many occur
@@ -81,7 +83,7 @@ def main(argv=None):
     for n_jobs in (int(n) for n in args.n_jobs.split(",")):
         model = HashMLPClassifier(hidden, sparsity=args.sparsity, selection=args.selection,
                                   batch_size=128, max_iter=1, random_state=0, n_jobs=n_jobs)
-        with KernelTimers([_kernels, _lsh]) as timers:
+        with KernelTimers([_kernels, _lsh, _block_kernels]) as timers:
             _, seconds = timed(model.fit, X, y)
         in_kernels = sum(timers.seconds.values())
         print(f"\nn_jobs={n_jobs}: fit {seconds / n_batches * 1e3:.3f}, in kernels "

@@ -261,9 +261,14 @@ def output_loss_and_delta(out_ids, logits, out_cnt, rows, label_ptr, label_ids, 
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
-def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, out_delta,
-                   in_activation, in_delta):
-    """Deltas of the layer's active inputs from the deltas of its active neurons."""
+def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, block_width,
+                   out_delta, in_activation, in_delta):
+    """Deltas of the layer's active inputs from the deltas of its active neurons.
+
+    With ``block_width`` above 0 (a layer split into column blocks, whose active
+    lists are grouped by block), each block's terms are summed apart and the
+    sums added in block order, as ``_block_kernels.backward_blocks`` adds them.
+    """
     for s in prange(in_cnt.shape[0]):
         k = out_cnt[s]
         ids = out_ids[s]
@@ -274,6 +279,17 @@ def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, out
             if all_active:
                 for q in range(k):
                     acc += row[q] * delta[q]
+            elif block_width > 0:
+                block_sum = row[0] * 0
+                block_end = block_width * (ids[0] // block_width + 1) if k > 0 else 0
+                for q in range(k):
+                    j = ids[q]
+                    if j >= block_end:  # the next block's run
+                        acc += block_sum
+                        block_sum = row[0] * 0
+                        block_end = block_width * (j // block_width + 1)
+                    block_sum += row[j] * delta[q]
+                acc += block_sum
             else:
                 for q in range(k):
                     acc += row[ids[q]] * delta[q]
@@ -428,11 +444,12 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
             full = True
             if e + 1 < stop and col_cnt[row_sample[e + 1]] == width:
                 # two whole rows per pass: grad and mark are loaded and stored
-                # once for both (the update ran 1.05-1.12x faster on MNIST rows)
+                # once for both (the update ran 1.05-1.12x faster on MNIST rows);
+                # still added one sample at a time (see _column_union)
                 a1 = row_vals[row_sample[e + 1], row_pos[e + 1]]
                 delta1 = col_vals[row_sample[e + 1]]
                 for q in range(width):
-                    grad[q] += a * delta[q] + a1 * delta1[q]
+                    grad[q] = (grad[q] + a * delta[q]) + a1 * delta1[q]
                     if skip_zero_columns:
                         mark[q] |= (delta[q] != 0) | (delta1[q] != 0)
                     else:
@@ -489,6 +506,10 @@ def _column_union(col_ids, col_cnt, col_vals, width, skip_zero_columns, n_rows, 
     word), and ``acc_*`` a thread's sums.
     Returns the number of columns, or -1 when the lists are whole rows
     (summed contiguously anyway) or name too many columns.
+    Every way of summing adds the samples' terms one at a time, in sample
+    order, so the sums do not depend on the way chosen: a layer split into
+    column blocks chooses per block (``_block_kernels``) and must sum as the
+    one matrix does.
     """
     slot, union_ids, dense_delta, dense_bits = compact[0], compact[1], compact[2], compact[3]
     B = col_cnt.shape[0]
@@ -547,7 +568,7 @@ def _compact_row_gradient(i, row_start, row_sample, row_pos, row_vals, n_union, 
         a0, a1 = row_vals[s0, row_pos[e]], row_vals[s1, row_pos[e + 1]]
         delta0, delta1 = dense_delta[s0], dense_delta[s1]
         for u in range(n_union):
-            acc_grad[u] += a0 * delta0[u] + a1 * delta1[u]
+            acc_grad[u] = (acc_grad[u] + a0 * delta0[u]) + a1 * delta1[u]
         bits0, bits1 = dense_bits[s0], dense_bits[s1]
         for word in range(n_words):
             acc_bits[word] |= bits0[word] | bits1[word]

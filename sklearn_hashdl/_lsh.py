@@ -237,9 +237,9 @@ def _top_by_count(cand, n_cand, count, max_count, n_active, row, ties, hist, sta
 
 
 @njit(cache=True, inline="always")
-def _score_all(s, W, b, in_ids, in_vals, in_cnt, scores):
-    """Exact pre-activation of every neuron: a few contiguous AXPYs (input-major W)."""
-    n = W.shape[1]
+def _score_all(s, W, b, n, in_ids, in_vals, in_cnt, scores):
+    """Exact pre-activation of the first n neurons of input-major W (biases ``b``):
+    a few contiguous AXPYs."""
     for j in range(n):
         scores[j] = b[j]
     ids, vals = in_ids[s], in_vals[s]
@@ -346,6 +346,26 @@ def _top_by_score(ids, scores, n, n_active, row, kept_ids):
     return n_active
 
 
+@njit(cache=True, inline="always")
+def _group_by_block(picked, n_out, block_width, n_neurons, row):
+    """Write the neurons ``picked[:n_out]`` into ``row`` grouped by column block
+    (blocks of ``block_width`` neurons, see ``_blocks.py``): in block order, and
+    within a block in picked order, except that a block picked whole goes
+    ascending, as the update's whole-row gradient sums expect. Both layouts of a
+    blocked layer order their lists so, and so add the same terms in the same order.
+    """
+    n = 0
+    for lo in range(0, n_neurons, block_width):
+        first = n
+        for c in range(n_out):
+            if lo <= picked[c] < lo + block_width:
+                row[n] = picked[c]
+                n += 1
+        if n - first == min(block_width, n_neurons - lo):
+            for c in range(first, n):
+                row[c] = lo + c - first
+
+
 @njit(nogil=True, cache=True)
 def keep_top_k_rows(A, k):
     """Zero all but the k largest entries of each row of A (C-contiguous, in place).
@@ -384,7 +404,7 @@ def select_active(
     mode, in_ids, in_vals, in_cnt, in_nnz, W, neuron_major, b, hyperplanes, bias_row, K, L,
     offsets,
     neuron_ids, n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost,
-    write_values, activation, out_vals, count_scratch, cand_scratch,
+    write_values, block_width, activation, out_vals, count_scratch, cand_scratch,
     tie_scratch, hist_scratch, proj_scratch, pool_scratch, score_scratch,
     cand_score_scratch,
 ):
@@ -403,6 +423,7 @@ def select_active(
     neuron is scored), ``out_vals[s]`` also receives the chosen neurons'
     activations (``activation`` code): their scores are their pre-activations.
     ``W`` is input-major (n_in, n_out), or (n_out, n_in) when ``neuron_major``.
+    A ``block_width`` above 0 groups each list by column block (``_group_by_block``).
     """
     n_neurons = W.shape[0] if neuron_major else W.shape[1]
     for s in prange(in_cnt.shape[0]):
@@ -454,14 +475,19 @@ def select_active(
             elif 4 * n_cand >= n_neurons:
                 # many candidates: scoring all neurons with AXPYs is cheaper than gathers
                 all_scores = score_scratch[tid]
-                _score_all(s, W, b, in_ids, in_vals, in_cnt, all_scores)
+                _score_all(s, W, b, n_neurons, in_ids, in_vals, in_cnt, all_scores)
                 for c in range(n_cand):
                     scores[c] = all_scores[cand[c]]
                 work += n_neurons * in_nnz[s]
             else:
                 _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
                 work += n_cand * in_nnz[s]
-            n_out = _top_by_score(cand, scores, n_cand, n_active, row, tie_scratch[tid])
+            if block_width > 0:
+                n_out = _top_by_score(cand, scores, n_cand, n_active, pool_scratch[tid],
+                                      tie_scratch[tid])
+                _group_by_block(pool_scratch[tid], n_out, block_width, n_neurons, row)
+            else:
+                n_out = _top_by_score(cand, scores, n_cand, n_active, row, tie_scratch[tid])
             if write_values:  # all_scores holds every neuron's pre-activation
                 for c in range(n_out):
                     out_vals[s, c] = _activate(score_scratch[tid][row[c]], activation)

@@ -14,6 +14,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import _lsh
+from ._blocks import ColumnBlocks
 from ._kernels import ACTIVATION_CODES, transpose_into
 
 
@@ -73,6 +74,13 @@ class Network:
                              for i, W in enumerate(weights)]
         self.weights = [neuron_major_copy(W) if by_neuron else np.ascontiguousarray(W)
                         for W, by_neuron in zip(weights, self.neuron_major)]
+        # Exactly scored hidden layers are split into blocks of neurons, which
+        # training may store apart, one per thread (_blocks.py); either way the
+        # kernels add each block's terms apart, so results do not depend on it.
+        self.column_blocks = [
+            ColumnBlocks(*W.shape) if (n_active[i] < W.shape[1] and i < len(weights) - 1
+                                       and self.selection[i] == _lsh.SELECT_EXACT) else None
+            for i, W in enumerate(weights)]
         self.rehash_flops = 0  # multiply-adds spent building tables when the network was loaded
         self.rerank_factor = rerank_factor
         self.n_probes = n_probes
@@ -98,6 +106,10 @@ class Network:
         return Network(self.weights, self.biases, n_active, self.activation, self.softmax,
                        self.K, self.L, self.mips, self.hyperplanes, self.offsets, self.neuron_ids,
                        self.selection, self.rerank_factor, self.n_probes)
+
+    def block_width(self, i):
+        """Neurons per column block of layer i, 0 for a layer not split into blocks."""
+        return 0 if self.column_blocks[i] is None else self.column_blocks[i].width
 
     def kernel_weights(self, i):
         """Layer i's weights as the kernels take them: (n_in, n_out) C-contiguous, or

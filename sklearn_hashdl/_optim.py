@@ -8,7 +8,7 @@ rules copied in meaning from sklearn's ``_stochastic_optimizers``.
 
 import numpy as np
 
-from . import _kernels
+from . import _block_kernels, _kernels
 
 
 class SparseOptimizer:
@@ -22,6 +22,11 @@ class SparseOptimizer:
         self.solver = params["solver"]
         self.params = params
         self.state = state
+
+    @property
+    def weight_state(self):
+        """Names of the state arrays shaped like the weights."""
+        return ("m_W", "v_W") if self.solver == "adam" else ("vel_W",)
 
     @classmethod
     def new_state(cls, params, weights, biases):
@@ -92,6 +97,34 @@ class SparseOptimizer:
                 np.float32(l2), np.float32(step_size),
                 np.float32(p["momentum"]), bool(p["nesterovs_momentum"]),
                 grad, mark, cols, compact,
+            )
+
+    def update_blocked_layer(self, layer, blocked, b, step_size, l2, index, row_vals, outputs,
+                             scratch):
+        """``update_layer`` for a layer on column blocks (``blocked``, a
+        ``_blocks.BlockedLayer``): ``index`` groups the batch by input, whose
+        values are ``row_vals``; ``outputs`` = (ids within their block, runs per
+        block, deltas) of the active neurons; ``scratch`` = (grad, mark, cols,
+        block lists, block compact sums)."""
+        touched_rows, n_touched, row_start, row_sample, row_pos = index
+        local_ids, block_ptr, out_delta = outputs
+        grad, mark, cols, lists, compact = scratch
+        s, p = self.state, self.params
+        n_pairs = row_start[blocked.layout.n_rows]
+        batch = (touched_rows, n_touched, n_pairs, row_start, row_sample, row_pos, row_vals,
+                 local_ids, out_delta, block_ptr, np.float32(l2))
+        if self.solver == "adam":
+            _block_kernels.adam_update_blocks(
+                blocked.W, blocked.state["m_W"], blocked.state["v_W"], blocked.layout.starts, b,
+                s["m_b"][layer], s["v_b"][layer], *batch, np.float32(step_size),
+                np.float32(p["beta_1"]), np.float32(p["beta_2"]), np.float32(p["epsilon"]),
+                grad, mark, cols, lists, compact,
+            )
+        else:
+            _block_kernels.sgd_update_blocks(
+                blocked.W, blocked.state["vel_W"], blocked.layout.starts, b, s["vel_b"][layer],
+                *batch, np.float32(step_size), np.float32(p["momentum"]),
+                bool(p["nesterovs_momentum"]), grad, mark, cols, lists, compact,
             )
 
     def iteration_ends(self, samples_seen):

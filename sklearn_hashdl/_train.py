@@ -17,7 +17,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import _kernels, _lsh
+from . import _block_kernels, _kernels, _lsh
+from ._blocks import PAGE_BYTES, LayoutChooser, column_blocks, stacked_apart
 
 
 class PhaseTimer:
@@ -83,10 +84,6 @@ class Targets(NamedTuple):
 
     def max_per_row(self):
         return int(np.diff(self.ptr).max(initial=0))
-
-
-# the memory page: the unit that hardware prefetchers do not cross
-PAGE_BYTES = 4096
 
 
 class Workspace:
@@ -156,9 +153,23 @@ class Workspace:
         self.scores = _thread_scratch(n_threads, max_out, np.float32)
         self.cand_scores = _thread_scratch(n_threads, max_out, np.float32)
         self.select_cost = np.zeros(B, np.int64)
+        self._block_scratch = None  # made on first use (block_scratch)
         # per-row keys of the selection's random choices: the row's position
         self.row_keys = np.arange(1, B + 1, dtype=np.uint64)
         self.loss = np.zeros(B, np.float64)
+
+    def block_scratch(self, network, blocks):
+        """Scratch of the kernels of the column-blocked layers ``blocks`` ({layer:
+        BlockedLayer}), made on first use (prediction never needs it)."""
+        layers = list(blocks)
+        sizes = (max(blocks[i].layout.n_blocks for i in layers),
+                 max(blocks[i].layout.width for i in layers),
+                 max(network.n_active[i] for i in layers),
+                 max(self.ids[i].shape[1] for i in layers),
+                 network.n_layers + 1, self.ids[0].shape[0])
+        if self._block_scratch is None or self._block_scratch.sizes != sizes:
+            self._block_scratch = BlockScratch(*sizes)
+        return self._block_scratch
 
     def inverted(self, level, n_ids):
         """Level ``level``'s (sample, position) pairs grouped by id: the index
@@ -221,6 +232,41 @@ def _thread_scratch(n_threads, width, dtype):
     return rows.reshape(n_threads, row_bytes // itemsize)
 
 
+class BlockScratch:
+    """Buffers of the column-blocked layers' kernels (``_block_kernels``) for up to
+    ``n_blocks`` blocks of ``width`` neurons, ``n_active`` of them active per
+    sample, inputs lists up to ``in_width`` long, ``n_levels`` levels and
+    ``batch_size`` rows. Everything written per block sits on pages of its own."""
+
+    def __init__(self, n_blocks, width, n_active, in_width, n_levels, batch_size):
+        self.sizes = (n_blocks, width, n_active, in_width, n_levels, batch_size)
+        B = batch_size
+        # selection: each block's scores of every sample, and the ids of all neurons
+        self.scores = stacked_apart(n_blocks, B, width, np.float32)
+        self.all_ids = np.arange(n_blocks * width, dtype=np.int32)
+        # each level's runs of neurons per block, and their ids within the block
+        # (from the selection of the layer below)
+        self.block_ptr = np.zeros((n_levels, B, n_blocks + 1), np.int32)
+        self.local_ids = np.zeros((n_levels, B, n_active), np.int32)
+        # backward: each block's share of the input deltas, unrounded (the
+        # one-matrix kernel sums in float64 too: float32 weights times numba's
+        # integer 0 start a float64 sum)
+        self.partial = _thread_scratch(n_blocks, B * in_width, np.float64)
+        # update: each block's (ids, deltas, counts) and compact gradient sums
+        self.lists = (stacked_apart(n_blocks, B, n_active, np.int32),
+                      stacked_apart(n_blocks, B, n_active, np.float32),
+                      _thread_scratch(n_blocks, B, np.int32))
+        n_columns = min(width, _kernels.COMPACT_MAX_COLUMNS)
+        n_words = _kernels.mark_words(n_columns)
+        slot = _thread_scratch(n_blocks, width, np.int32)
+        slot[:] = -1
+        self.compact = (slot, _thread_scratch(n_blocks, width + 1, np.int32),
+                        stacked_apart(n_blocks, B, n_columns, np.float32),
+                        stacked_apart(n_blocks, B, n_words, np.uint64),
+                        _thread_scratch(n_blocks, n_columns, np.float32),
+                        _thread_scratch(n_blocks, n_words, np.uint64))
+
+
 def compact_scratch(n_threads, batch_size, max_width, max_columns=_kernels.COMPACT_MAX_COLUMNS):
     """Scratch of the update kernels' compact gradient sums (``_kernels._column_union``):
     (slot, union_ids, dense_delta, dense_bits, acc_grad, acc_bits) for up to
@@ -246,24 +292,31 @@ def input_width(X):
     return max(1, X.shape[1])
 
 
-def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTimer(), labels=None):
+def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTimer(), labels=None,
+                  blocks=None):
     """Select and compute every layer's active neurons for the batch in ``ws`` level 0.
 
     Returns the levels as (ids, values, counts) views; the last level holds the
     output logits. Selection costs are added to ``flops['sparse']`` when given.
     In training, ``labels`` = (Targets, batch rows): a sparse output layer then
-    always includes each sample's true labels.
+    always includes each sample's true labels. ``blocks`` ({layer: BlockedLayer},
+    see ``column_blocked_layers``) holds the layers trained on column blocks.
     """
     B = n_rows
+    blocks = blocks or {}
     levels = [(ws.ids[i][:B], ws.vals[i][:B], ws.cnt[i][:B]) for i in range(network.n_layers + 1)]
     for i in range(network.n_layers):
         out_ids, out_vals, out_cnt = levels[i + 1]
         is_output = i == network.n_layers - 1
         computed = False
-        if network.is_sparse(i):
+        if i in blocks:
+            computed = select_blocks(network, ws, i, levels[i], levels[i + 1], blocks,
+                                     ws.select_cost[:B])
+        elif network.is_sparse(i):
             computed = select_layer(network, ws, i, levels[i], levels[i + 1], network.selection[i],
                                     network.n_selected(i), np.uint64(seed + i), row_keys,
                                     ws.select_cost[:B])
+        if network.is_sparse(i):
             if network.n_selected(i) < network.n_active[i]:
                 _lsh.add_random(out_ids, out_cnt, network.n_active[i], network.layer_sizes[i + 1],
                                 np.uint64(seed + i + 500), row_keys, ws.mark)
@@ -291,6 +344,29 @@ def selection_computes_activations(network, i, mode):
     return mode == _lsh.SELECT_EXACT and not network.neuron_major[i] and i < network.n_layers - 1
 
 
+def column_blocked_layers(network):
+    """The layers split into column blocks (``_blocks``): the exactly scored hidden layers."""
+    return [i for i, layout in enumerate(network.column_blocks) if layout is not None]
+
+
+def select_blocks(network, ws, i, inputs, outputs, blocks, cost):
+    """Exact selection of the column-blocked layer i (``blocks[i]``): the ids,
+    activations and per-block runs of its active neurons into ``outputs``."""
+    in_ids, in_vals, in_cnt = inputs
+    out_ids, out_vals, out_cnt = outputs
+    ws.lists_changed()
+    scratch, layer = ws.block_scratch(network, blocks), blocks[i]
+    in_nnz = ws.nnz0[: in_cnt.shape[0]] if i == 0 else in_cnt
+    _block_kernels.select_exact_blocks(
+        layer.W, layer.layout.starts, network.biases[i], in_ids, in_vals, in_cnt, in_nnz,
+        network.n_active[i], network.activation_code, out_ids, out_vals, out_cnt,
+        scratch.block_ptr[i + 1][: in_cnt.shape[0]], scratch.local_ids[i + 1][: in_cnt.shape[0]],
+        cost, scratch.scores, scratch.all_ids,
+        ws.scores, ws.ties, ws.pool,
+    )
+    return True
+
+
 def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys, cost):
     """Write the n_select neurons of layer i that ``mode`` picks for each sample of
     ``inputs`` into the id lists of ``outputs`` (see _lsh.select_active). Returns
@@ -309,7 +385,7 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
         mode, in_ids, in_vals, in_cnt, in_nnz, network.kernel_weights(i), network.neuron_major[i],
         network.biases[i], hyperplanes, network.layer_sizes[i], network.K, network.L, offsets,
         neuron_ids, n_select, network.rerank_pool(i), network.n_probes, seed, row_keys, out_ids,
-        out_cnt, cost, write_values, network.activation_code, out_vals, ws.count, ws.cand, ws.ties,
+        out_cnt, cost, write_values, network.block_width(i), network.activation_code, out_vals, ws.count, ws.cand, ws.ties,
         ws.hist, ws.proj, ws.pool, ws.scores, ws.cand_scores,
     )
     return write_values
@@ -334,7 +410,7 @@ def compute_layer(network, i, inputs, outputs, ws=None):
 
 
 def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, seed, flops,
-                timer=_NoTimer(), step_size=None):
+                timer=_NoTimer(), step_size=None, blocks=None):
     """One step of sparse training on the batch already loaded in ``ws`` level 0.
 
     ``rows`` are the batch's rows of ``targets`` (int64), ``sample_weight``
@@ -342,10 +418,17 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
     term); adds the multiply-adds done and those of dense training to ``flops``
     ('sparse', 'dense'); ``timer`` is marked after each phase. ``step_size``
     is the optimizer's, from ``optimizer.begin_batch()`` when not given.
+    ``blocks`` ({layer: BlockedLayer}, from ``_blocks.column_blocks``) holds the
+    layers trained on column blocks.
     """
     B = len(rows)
     n_layers = network.n_layers
-    levels = forward_batch(network, ws, B, seed, ws.row_keys[:B], flops, timer, (targets, rows))
+    blocks = blocks or {}
+    if blocks:
+        block_scratch = ws.block_scratch(network, blocks)
+        block_ptr, local_ids = block_scratch.block_ptr[:, :B], block_scratch.local_ids[:, :B]
+    levels = forward_batch(network, ws, B, seed, ws.row_keys[:B], flops, timer, (targets, rows),
+                           blocks)
     weight_sum = float(sample_weight.sum())
 
     out_delta = ws.delta[n_layers][:B]
@@ -361,12 +444,16 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         in_ids, in_vals, in_cnt = levels[i]
         out_ids, _, out_cnt = levels[i + 1]
         lists = (in_ids, in_vals, in_cnt, out_ids, out_cnt)
-        if network.neuron_major[i]:
+        if i in blocks:
+            _block_kernels.backward_blocks(
+                blocks[i].W, in_ids, in_vals, in_cnt, local_ids[i + 1], block_ptr[i + 1],
+                ws.delta[i + 1][:B], network.activation_code, block_scratch.partial, ws.delta[i][:B])
+        elif network.neuron_major[i]:
             _kernels.backward_layer_by_neuron(network.kernel_weights(i), *lists, ws.delta[i + 1][:B],
                                               network.activation_code, ws.delta[i][:B])
         else:
             _kernels.backward_layer(network.kernel_weights(i), *lists, not network.is_sparse(i),
-                                    ws.delta[i + 1][:B], network.activation_code, ws.delta[i][:B])
+                                    network.block_width(i), ws.delta[i + 1][:B], network.activation_code, ws.delta[i][:B])
     timer.mark("backward")
 
     if step_size is None:
@@ -384,8 +471,14 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         else:
             (_, _, row_vals), columns, row_level = inputs, outputs, i
         index = ws.inverted(row_level, W.shape[0])
-        optimizer.update_layer(i, W, b, step_size, l2, index, row_vals, columns, outputs, scratch,
-                               network.neuron_major[i], i == 0 and ws.whole_rows)
+        if i in blocks:
+            optimizer.update_blocked_layer(i, blocks[i], b, step_size, l2, index, row_vals,
+                                           (local_ids[i + 1], block_ptr[i + 1], outputs[2]),
+                                           (ws.grad, ws.mark, ws.cols, block_scratch.lists,
+                                            block_scratch.compact))
+        else:
+            optimizer.update_layer(i, W, b, step_size, l2, index, row_vals, columns, outputs,
+                                   scratch, network.neuron_major[i], i == 0 and ws.whole_rows)
     timer.mark("update")
 
     for i in range(n_layers):
@@ -435,6 +528,10 @@ class TrainingRun:
         self.n_trained = 0
         self.timer = phase_timer if phase_timer is not None else _NoTimer()
         self._lock = threading.Lock()
+        self.blocks = {}  # the column-blocked layers stored apart, during an epoch
+        # which layout is faster for them depends on the machine: measure (_blocks)
+        threaded = n_workers == 1 and numba.get_num_threads() > 1
+        self.layout_chooser = LayoutChooser() if threaded and column_blocked_layers(network) else None
 
     def _rebuild_tables(self):
         self.flops["sparse"] += self.network.rebuild_all_tables()
@@ -444,15 +541,43 @@ class TrainingRun:
         self._l2_batches = 0.0  # sum over batches of batch_size / sum(batch weights)
         batches = [order[start: start + self.batch_size].astype(np.int64)
                    for start in range(0, len(order), self.batch_size)]
-        if len(self.workspaces) == 1:
-            for rows in batches:
-                if self._train(self.workspaces[0], rows, self.flops, self.timer) and self.schedule.step():
-                    self._rebuild_tables()
-                self.timer.mark("rehash and batch loop")
-        else:
+        if len(self.workspaces) > 1:
             self._train_asynchronously(batches)
+        elif self.layout_chooser is None:
+            for rows in batches:
+                self._train_batch(rows)
+        else:
+            self._train_choosing_layouts(batches)
         squared_norm = sum(_kernels.sum_of_squares(W.ravel(order="K")) for W in self.network.weights)
         return (self._loss_sum + 0.5 * self.alpha * squared_norm * self._l2_batches) / len(order)
+
+    def _train_batch(self, rows):
+        """Train one batch synchronously; rebuild the tables when due. False when
+        there was nothing to learn from it."""
+        trained = self._train(self.workspaces[0], rows, self.flops, self.timer)
+        if trained and self.schedule.step():
+            self._rebuild_tables()
+        self.timer.mark("rehash and batch loop")
+        return trained
+
+    def _train_choosing_layouts(self, batches):
+        """Train ``batches`` with the column blocks stored apart or in the one matrix,
+        batch by batch as ``layout_chooser`` says (the same results either way),
+        switching layouts only where its choice changes."""
+        layers = column_blocked_layers(self.network)
+        with contextlib.ExitStack() as layout:
+            apart_now = None
+            for rows in batches:
+                apart = self.layout_chooser.layout()
+                if apart != apart_now:
+                    layout.close()  # joins the blocks stored apart, if any
+                    self.blocks = layout.enter_context(
+                        column_blocks(self.network, self.optimizer, layers if apart else []))
+                    apart_now = apart
+                start = time.perf_counter()
+                if self._train_batch(rows):
+                    self.layout_chooser.record(apart, time.perf_counter() - start)
+        self.blocks = {}
 
     def _train(self, ws, rows, flops, timer, lock=contextlib.nullcontext()):
         """Train one batch in workspace ``ws``, updating the shared counts under ``lock``;
@@ -474,7 +599,7 @@ class TrainingRun:
         ws.load_inputs(self.X, rows)
         timer.mark("load batch")
         loss = train_batch(self.network, ws, self.optimizer, self.targets, rows, weights,
-                           self.alpha, seed, flops, timer, step_size)
+                           self.alpha, seed, flops, timer, step_size, self.blocks)
         with lock:
             # the batch's weighted mean loss counts for the whole batch, as in MLPClassifier
             self._loss_sum += loss * n_rows

@@ -13,7 +13,8 @@ import pytest
 from sklearn_hashdl._lsh import SELECT_EXACT, SELECT_LSH
 from sklearn_hashdl._network import Network, active_counts, glorot_init
 from sklearn_hashdl._optim import SparseOptimizer
-from sklearn_hashdl._train import Targets, Workspace, train_batch
+from sklearn_hashdl._blocks import ColumnBlocks, column_blocks
+from sklearn_hashdl._train import Targets, Workspace, column_blocked_layers, train_batch
 
 ACT = {
     "tanh": np.tanh,
@@ -62,7 +63,9 @@ def _masked_loss(weights, biases, masks, activation, softmax, X, Y, w, out_mask=
     return float(np.dot(per_sample, w) / w.sum())
 
 
-def _one_sgd_step(net, X, Y, w):
+def _one_sgd_step(net, X, Y, w, n_blocks=None):
+    """One SGD step; with ``n_blocks``, the exactly scored hidden layers train on
+    that many column blocks (``_blocks``), stored apart."""
     params = dict(solver="sgd", learning_rate="constant", learning_rate_init=1.0, power_t=0.5,
                   momentum=0.0, nesterovs_momentum=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
     optimizer = SparseOptimizer(params, SparseOptimizer.new_state(params, net.weights, net.biases))
@@ -71,8 +74,12 @@ def _one_sgd_step(net, X, Y, w):
     rows = np.arange(X.shape[0])
     ws.load_inputs(np.ascontiguousarray(X, dtype=np.float32), rows)
     before = [W.astype(np.float64) for W in net.weights], [b.astype(np.float64) for b in net.biases]
-    loss = train_batch(net, ws, optimizer, targets, rows, w.astype(np.float32),
-                       0.0, 123, {"sparse": 0, "dense": 0})
+    layers = column_blocked_layers(net) if n_blocks else []
+    for i in layers:
+        net.column_blocks[i] = ColumnBlocks(*net.weights[i].shape, n_blocks)
+    with column_blocks(net, optimizer, layers) as blocks:
+        loss = train_batch(net, ws, optimizer, targets, rows, w.astype(np.float32),
+                           0.0, 123, {"sparse": 0, "dense": 0}, blocks=blocks)
     masks = []
     for i in range(net.n_layers):
         mask = np.zeros((X.shape[0], net.weights[i].shape[1]))
@@ -86,8 +93,9 @@ def _one_sgd_step(net, X, Y, w):
 
 @pytest.mark.parametrize("activation", ["tanh", "logistic", "relu"])
 @pytest.mark.parametrize("softmax", [True, False])
-@pytest.mark.parametrize("selection", [SELECT_LSH, SELECT_EXACT])
-def test_sparse_gradients_match_finite_differences(activation, softmax, selection):
+@pytest.mark.parametrize("selection, n_blocks", [(SELECT_LSH, None), (SELECT_EXACT, None),
+                                                 (SELECT_EXACT, 3)])
+def test_sparse_gradients_match_finite_differences(activation, softmax, selection, n_blocks):
     rng = np.random.RandomState(1)
     layer_sizes = [12, 16, 10, 4]
     net = _network(layer_sizes, 0.5, activation, softmax, selection=selection)
@@ -96,7 +104,7 @@ def test_sparse_gradients_match_finite_differences(activation, softmax, selectio
     X = rng.randn(9, 12) * (rng.rand(9, 12) < 0.6)  # zeros: skipped, or listed in whole rows
     Y = np.eye(4)[rng.randint(0, 4, 9)] if softmax else (rng.rand(9, 4) < 0.4).astype(float)
     w = rng.rand(9) + 0.5
-    loss, (W0, b0), (gW, gb), masks = _one_sgd_step(net, X, Y, w)
+    loss, (W0, b0), (gW, gb), masks = _one_sgd_step(net, X, Y, w, n_blocks)
     assert all(m.sum(axis=1).max() == k for m, k in zip(masks, net.n_active))
     assert loss == pytest.approx(_masked_loss(W0, b0, masks, activation, softmax, X, Y, w), rel=1e-5)
 

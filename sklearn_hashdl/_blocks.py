@@ -1,0 +1,159 @@
+"""Column blocks: an exactly scored layer's neurons split between threads, stored apart.
+
+Split by sample in the forward and backward passes and by weight row in the
+update, two threads read every weight line that a batch touches and then write
+each on one of them. When the host places the two cores far apart, each such
+write costs an invalidation across the fabric, and the 3 x 1000 network's update
+gained nothing from the second thread (docs/performance.md, Zen 1 third session).
+Column blocks keep every weight line on one core instead: each block of a
+layer's neurons (columns of its input-major weights) is scored, back-propagated
+through and updated by one thread. The blocks must be stored apart: as column
+ranges of the one matrix they share cache lines and prefetched pages, and the
+update ran 4-5x slower than split by rows (``benchmarks/split_layouts.py``).
+
+A layer gets one block per core that numba may use (``NUMBA_NUM_THREADS``, the
+most threads any fit can have), whatever a fit's ``n_jobs``, so that results do
+not depend on ``n_jobs``. Each block costs a little on one thread (MNIST, 3 x
+1000 at 0.05, two blocks: selection 6% and update 17% slower than one block),
+so blocks are at least MIN_BLOCK_WIDTH neurons wide, and no more than
+MAX_COLUMN_BLOCKS.
+"""
+
+import contextlib
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+# the memory page: the unit that hardware prefetchers do not cross
+PAGE_BYTES = 4096
+MAX_COLUMN_BLOCKS = 8
+MIN_BLOCK_WIDTH = 256
+
+
+def n_column_blocks(n_columns):
+    """Blocks of a layer of ``n_columns`` neurons."""
+    cores = numba.config.NUMBA_NUM_THREADS
+    return max(1, min(cores, MAX_COLUMN_BLOCKS, n_columns // MIN_BLOCK_WIDTH))
+
+
+def gap_rows(width, dtype):
+    """Rows of ``width`` entries that together span at least a page."""
+    return -(-PAGE_BYTES // (width * np.dtype(dtype).itemsize))
+
+
+def stacked_apart(n_blocks, n_rows, width, dtype):
+    """Zeroed (n_blocks, n_rows + gap, width) array: a page or more of unused rows
+    after each block's ``n_rows``, so that no line or page holds two blocks' data."""
+    return np.zeros((n_blocks, n_rows + gap_rows(width, dtype), width), dtype)
+
+
+class ColumnBlocks:
+    """Where the columns of an (n_rows, n_columns) matrix go when split into blocks.
+
+    Block t holds the ``width`` columns ``starts[t]:starts[t + 1]`` (fewer in
+    the last block) as rows of ``width`` entries; the last block's spare
+    entries stay 0, as no neuron owns them. (Rows padded to whole cache lines
+    made the update slower, not faster: 512 floats against 500.)
+    """
+
+    def __init__(self, n_rows, n_columns, n_blocks=None):
+        n_blocks = n_column_blocks(n_columns) if n_blocks is None else n_blocks
+        self.n_rows = n_rows
+        self.width = max(1, -(-n_columns // n_blocks))
+        self.starts = np.minimum(np.arange(n_blocks + 1) * self.width, n_columns).astype(np.int32)
+
+    @property
+    def n_blocks(self):
+        return len(self.starts) - 1
+
+    def split(self, A):
+        """A's columns as blocks, in an array of ``stacked_apart``."""
+        blocked = stacked_apart(self.n_blocks, self.n_rows, self.width, A.dtype)
+        for t, (lo, hi) in enumerate(zip(self.starts[:-1], self.starts[1:])):
+            blocked[t, : self.n_rows, : hi - lo] = A[:, lo:hi]
+        return blocked
+
+    def join(self, blocked, out):
+        """Write the blocks back into the columns of ``out``."""
+        for t, (lo, hi) in enumerate(zip(self.starts[:-1], self.starts[1:])):
+            out[:, lo:hi] = blocked[t, : self.n_rows, : hi - lo]
+
+
+class BlockedLayer(NamedTuple):
+    """A layer's weights and their optimizer state (name -> array), split by columns."""
+
+    layout: ColumnBlocks
+    W: np.ndarray
+    state: dict
+
+
+@contextlib.contextmanager
+def column_blocks(network, optimizer, layers):
+    """Store the blocks of ``layers`` apart for the duration: yields {layer: BlockedLayer}.
+
+    The network's weights and the optimizer's state of those layers are split
+    (as ``network.column_blocks[layer]`` says) on entry and written back on
+    exit, whether the block ended normally or not.
+    """
+    blocked = {}
+    for i in layers:
+        layout = network.column_blocks[i]
+        state = {name: layout.split(optimizer.state[name][i]) for name in optimizer.weight_state}
+        blocked[i] = BlockedLayer(layout, layout.split(network.weights[i]), state)
+    try:
+        yield blocked
+    finally:
+        for i, layer in blocked.items():
+            layer.layout.join(layer.W, network.weights[i])
+            for name, values in layer.state.items():
+                layer.layout.join(values, optimizer.state[name][i])
+
+
+class LayoutChooser:
+    """Whether a synchronous fit on several threads stores its column blocks apart,
+    batch by batch, chosen by measuring.
+
+    Results are the same in either layout; speed is not, and which layout is
+    faster depends on the machine, and on a virtual machine on where the host
+    places its virtual CPUs, which can change every few minutes. On the Zen 1
+    machine (3 x 1000 at 0.05, MNIST, 2 threads), blocks stored apart fitted
+    13% faster with the cores far apart and 6% slower with the cores near,
+    where the narrower rows cost the update more than the writes across the
+    cores (docs/performance.md). So training times ``probe`` batches in each
+    layout (after ``warm_up`` batches in it, which move the weights into the
+    caches of the threads that own them now), then trains ``exploit`` batches
+    in the faster one, and measures again. Splitting the arrays and joining
+    them back costs about as much as copying them three times (3 x 1000: 18 ms,
+    two or three batches).
+    """
+
+    def __init__(self, probe=8, exploit=256, warm_up=2):
+        self.probe, self.exploit, self.warm_up = probe, exploit, warm_up
+        self._new_probe()
+        self.apart, self.left = False, 0  # the choice, and batches left to train with it
+
+    def _new_probe(self):
+        self.seen = [0, 0]  # batches trained in the one matrix, and apart
+        self.seconds = ([], [])  # the times of those after the warm-up
+
+    def layout(self):
+        """Store the blocks apart for the next batch?"""
+        if self.left > 0:
+            return self.apart
+        for apart in (False, True):
+            if len(self.seconds[apart]) < self.probe:
+                return apart
+        in_one_matrix, apart = (np.median(seconds) for seconds in self.seconds)
+        self.apart, self.left = bool(apart < in_one_matrix), self.exploit
+        self._new_probe()
+        return self.apart
+
+    def record(self, apart, seconds):
+        """A batch trained in the layout ``layout()`` gave took ``seconds``."""
+        if self.left > 0:
+            self.left -= 1
+            return
+        self.seen[apart] += 1
+        if self.seen[apart] > self.warm_up:
+            self.seconds[apart].append(seconds)
