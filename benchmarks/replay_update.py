@@ -1,10 +1,10 @@
 """The lazy Adam update of one real batch, replayed on one and two threads, whole and in parts.
 
 Fits (1000, 1000, 1000) at sparsity 0.05 (exact selection) on MNIST rows for one
-epoch, every layer on the one-matrix kernels split by rows (as before column
-blocks, ``sklearn_hashdl/_blocks.py``), keeps a copy of what the last batch
-passed to ``_kernels.adam_update`` for one layer (``--layer``: 0 the first, 1
-and 2 the hidden-to-hidden layers), and times on one and two threads:
+epoch, every layer in the one weight matrix and its update split by rows (no
+column blocks stored apart, ``sklearn_hashdl/_blocks.py``), keeps a copy of what
+the last batch passed to ``_kernels.adam_update`` for one layer (``--layer``: 0
+the first, 1 and 2 the hidden-to-hidden layers), and times on one and two threads:
 
 - ``adam_update``: the kernel as training runs it;
 - ``gradient sums``: its serial prelude (``_column_union``, the compact copies of
@@ -83,16 +83,16 @@ def capture_last_update(X, y, layer):
 
     model = HashMLPClassifier(hidden_layer_sizes=(1000, 1000, 1000), sparsity=0.05, max_iter=1,
                               batch_size=128, random_state=0, tol=0.0, n_iter_no_change=2)
-    # every layer on the one-matrix kernels, split by rows: the update this script
-    # studies (training now puts the exactly scored layers on column blocks)
-    blocked_layers = _train.column_blocked_layers
+    # every layer in the one matrix, its update split by rows: the update this
+    # script studies (two threads may store exactly scored layers' blocks apart)
+    layers_apart = _train.layers_stored_apart
     _kernels.adam_update = capturing
-    _train.column_blocked_layers = lambda network: []
+    _train.layers_stored_apart = lambda network: []
     try:
         model.fit(X, y)
     finally:
         _kernels.adam_update = kernel
-        _train.column_blocked_layers = blocked_layers
+        _train.layers_stored_apart = layers_apart
     return calls[len(calls) - 4 + layer]
 
 

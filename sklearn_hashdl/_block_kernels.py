@@ -76,7 +76,7 @@ def backward_blocks(Wb, in_ids, in_vals, in_cnt, local_ids, block_ptr, out_delta
     """Deltas of the layer's active inputs from those of its active neurons: each
     block's thread sums its neurons' terms into ``partial[t]``, and the blocks'
     sums are added in block order."""
-    n_blocks = block_ptr.shape[1] - 1
+    n_blocks = Wb.shape[0]  # block_ptr may have room for more (other layers' blocks)
     n_rows, width = in_ids.shape[0], in_ids.shape[1]
     for t in prange(n_blocks):
         W, sums = Wb[t], partial[t]

@@ -11,18 +11,17 @@ through and updated by one thread. The blocks must be stored apart: as column
 ranges of the one matrix they share cache lines and prefetched pages, and the
 update ran 4-5x slower than split by rows (``benchmarks/split_layouts.py``).
 
-A layer gets one block per core that numba may use (``NUMBA_NUM_THREADS``, the
-most threads any fit can have), whatever a fit's ``n_jobs``, so that results do
-not depend on ``n_jobs``. Each block costs a little on one thread (MNIST, 3 x
-1000 at 0.05, two blocks: selection 6% and update 17% slower than one block),
-so blocks are at least MIN_BLOCK_WIDTH neurons wide, and no more than
-MAX_COLUMN_BLOCKS.
+A layer gets one block per core of the machine (the cores this process may run
+on), whatever a fit's ``n_jobs`` or numba's thread count, at most
+MAX_COLUMN_BLOCKS and each at least MIN_BLOCK_WIDTH neurons wide. Results do not
+depend on the layout (blocks stored apart or in the one matrix) nor on the
+number of threads; the number of blocks changes their last bits.
 """
 
 import contextlib
+import os
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 # the memory page: the unit that hardware prefetchers do not cross
@@ -31,10 +30,17 @@ MAX_COLUMN_BLOCKS = 8
 MIN_BLOCK_WIDTH = 256
 
 
+def machine_cores():
+    """Cores this process may run on (not NUMBA_NUM_THREADS, which joblib's workers
+    lower: a fit in a GridSearchCV worker must train as in the main process)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def n_column_blocks(n_columns):
     """Blocks of a layer of ``n_columns`` neurons."""
-    cores = numba.config.NUMBA_NUM_THREADS
-    return max(1, min(cores, MAX_COLUMN_BLOCKS, n_columns // MIN_BLOCK_WIDTH))
+    return max(1, min(machine_cores(), MAX_COLUMN_BLOCKS, n_columns // MIN_BLOCK_WIDTH))
 
 
 def gap_rows(width, dtype):
@@ -116,44 +122,50 @@ class LayoutChooser:
 
     Results are the same in either layout; speed is not, and which layout is
     faster depends on the machine, and on a virtual machine on where the host
-    places its virtual CPUs, which can change every few minutes. On the Zen 1
-    machine (3 x 1000 at 0.05, MNIST, 2 threads), blocks stored apart fitted
-    13% faster with the cores far apart and 6% slower with the cores near,
-    where the narrower rows cost the update more than the writes across the
-    cores (docs/performance.md). So training times ``probe`` batches in each
-    layout (after ``warm_up`` batches in it, which move the weights into the
-    caches of the threads that own them now), then trains ``exploit`` batches
-    in the faster one, and measures again. Splitting the arrays and joining
-    them back costs about as much as copying them three times (3 x 1000: 18 ms,
-    two or three batches).
+    places its virtual CPUs, which can change every few minutes (Zen 1, 3 x 1000
+    at 0.05 on MNIST, two threads: blocks apart trained batches 10-13% faster
+    with the cores far apart, 0-9% slower with them near; docs/performance.md).
+    So training times ``probe`` batches in each layout, then trains ``exploit``
+    batches in the faster one, and measures again. The first ``warm_up``
+    batches after the weights change layout are not timed: they move the
+    weights into the caches of the threads that own them now. Splitting the
+    arrays and joining them back costs about as much as copying them three
+    times (3 x 1000: about 18 ms, two batches).
     """
 
     def __init__(self, probe=8, exploit=256, warm_up=2):
         self.probe, self.exploit, self.warm_up = probe, exploit, warm_up
-        self._new_probe()
+        self.seconds = ([], [])  # batch times measured in the one matrix, and apart
         self.apart, self.left = False, 0  # the choice, and batches left to train with it
+        self.last = None  # the layout given for the last batch
+        self.restart()
 
-    def _new_probe(self):
-        self.seen = [0, 0]  # batches trained in the one matrix, and apart
-        self.seconds = ([], [])  # the times of those after the warm-up
+    def restart(self):
+        """The weights were just put in the layout (e.g. split again for an epoch)."""
+        self.in_layout = 0  # batches trained since
 
     def layout(self):
         """Store the blocks apart for the next batch?"""
-        if self.left > 0:
-            return self.apart
-        for apart in (False, True):
-            if len(self.seconds[apart]) < self.probe:
-                return apart
-        in_one_matrix, apart = (np.median(seconds) for seconds in self.seconds)
-        self.apart, self.left = bool(apart < in_one_matrix), self.exploit
-        self._new_probe()
-        return self.apart
+        if self.left == 0:
+            for apart in (False, True):
+                if len(self.seconds[apart]) < self.probe:
+                    return self._switch(apart)
+            in_one_matrix, apart = (np.median(seconds) for seconds in self.seconds)
+            self.apart, self.left = bool(apart < in_one_matrix), self.exploit
+            self.seconds = ([], [])
+        return self._switch(self.apart)
+
+    def _switch(self, apart):
+        if apart != self.last:
+            self.last = apart
+            self.restart()
+        return apart
 
     def record(self, apart, seconds):
-        """A batch trained in the layout ``layout()`` gave took ``seconds``."""
+        """Training the batch took ``seconds`` (in the layout ``apart`` that
+        ``layout`` gave for it)."""
+        self.in_layout += 1
         if self.left > 0:
             self.left -= 1
-            return
-        self.seen[apart] += 1
-        if self.seen[apart] > self.warm_up:
+        elif self.in_layout > self.warm_up:
             self.seconds[apart].append(seconds)

@@ -243,7 +243,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         Threads for the training kernels. None uses every core numba sees (capped
         by OMP_NUM_THREADS when set), or one thread when a batch is too small for
         threads to pay; -1 uses every core. Results do not depend on it, unless
-        ``asynchronous``.
+        ``asynchronous``. (Exactly scored layers are split into one block of
+        neurons per core of the machine, so machines with different numbers of
+        cores give results that differ in the last bits; see
+        docs/how_it_works.md.)
     asynchronous : bool, default=False
         With more than one thread, train that many batches at once, each thread
         updating the shared weights without locks (HOGWILD!, as in the paper)

@@ -444,8 +444,9 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
             full = True
             if e + 1 < stop and col_cnt[row_sample[e + 1]] == width:
                 # two whole rows per pass: grad and mark are loaded and stored
-                # once for both (the update ran 1.05-1.12x faster on MNIST rows);
-                # still added one sample at a time (see _column_union)
+                # once for both (the update ran 1.05-1.12x faster on MNIST rows,
+                # measured when the pair's terms were summed first); still
+                # added one sample at a time (see _column_union)
                 a1 = row_vals[row_sample[e + 1], row_pos[e + 1]]
                 delta1 = col_vals[row_sample[e + 1]]
                 for q in range(width):

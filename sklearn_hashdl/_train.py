@@ -165,7 +165,8 @@ class Workspace:
         sizes = (max(blocks[i].layout.n_blocks for i in layers),
                  max(blocks[i].layout.width for i in layers),
                  max(network.n_active[i] for i in layers),
-                 max(self.ids[i].shape[1] for i in layers),
+                 # input lists of the layers past the first (no deltas for the input)
+                 max([self.ids[i].shape[1] for i in layers if i > 0], default=1),
                  network.n_layers + 1, self.ids[0].shape[0])
         if self._block_scratch is None or self._block_scratch.sizes != sizes:
             self._block_scratch = BlockScratch(*sizes)
@@ -236,7 +237,9 @@ class BlockScratch:
     """Buffers of the column-blocked layers' kernels (``_block_kernels``) for up to
     ``n_blocks`` blocks of ``width`` neurons, ``n_active`` of them active per
     sample, inputs lists up to ``in_width`` long, ``n_levels`` levels and
-    ``batch_size`` rows. Everything written per block sits on pages of its own."""
+    ``batch_size`` rows. Everything written per block sits on pages of its own.
+    ``in_width`` counts the input lists of blocked layers past the first only:
+    no deltas are computed for the network's input."""
 
     def __init__(self, n_blocks, width, n_active, in_width, n_levels, batch_size):
         self.sizes = (n_blocks, width, n_active, in_width, n_levels, batch_size)
@@ -300,7 +303,7 @@ def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTime
     output logits. Selection costs are added to ``flops['sparse']`` when given.
     In training, ``labels`` = (Targets, batch rows): a sparse output layer then
     always includes each sample's true labels. ``blocks`` ({layer: BlockedLayer},
-    see ``column_blocked_layers``) holds the layers trained on column blocks.
+    from ``_blocks.column_blocks``) holds the layers whose blocks are stored apart.
     """
     B = n_rows
     blocks = blocks or {}
@@ -349,6 +352,12 @@ def column_blocked_layers(network):
     return [i for i, layout in enumerate(network.column_blocks) if layout is not None]
 
 
+def layers_stored_apart(network):
+    """The layers whose blocks training on several threads may store apart: those
+    of more than one block (a single block would run on one thread)."""
+    return [i for i in column_blocked_layers(network) if network.column_blocks[i].n_blocks > 1]
+
+
 def select_blocks(network, ws, i, inputs, outputs, blocks, cost):
     """Exact selection of the column-blocked layer i (``blocks[i]``): the ids,
     activations and per-block runs of its active neurons into ``outputs``."""
@@ -385,8 +394,8 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
         mode, in_ids, in_vals, in_cnt, in_nnz, network.kernel_weights(i), network.neuron_major[i],
         network.biases[i], hyperplanes, network.layer_sizes[i], network.K, network.L, offsets,
         neuron_ids, n_select, network.rerank_pool(i), network.n_probes, seed, row_keys, out_ids,
-        out_cnt, cost, write_values, network.block_width(i), network.activation_code, out_vals, ws.count, ws.cand, ws.ties,
-        ws.hist, ws.proj, ws.pool, ws.scores, ws.cand_scores,
+        out_cnt, cost, write_values, network.block_width(i), network.activation_code, out_vals,
+        ws.count, ws.cand, ws.ties, ws.hist, ws.proj, ws.pool, ws.scores, ws.cand_scores,
     )
     return write_values
 
@@ -419,7 +428,7 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
     ('sparse', 'dense'); ``timer`` is marked after each phase. ``step_size``
     is the optimizer's, from ``optimizer.begin_batch()`` when not given.
     ``blocks`` ({layer: BlockedLayer}, from ``_blocks.column_blocks``) holds the
-    layers trained on column blocks.
+    layers whose column blocks are stored apart.
     """
     B = len(rows)
     n_layers = network.n_layers
@@ -453,7 +462,8 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
                                               network.activation_code, ws.delta[i][:B])
         else:
             _kernels.backward_layer(network.kernel_weights(i), *lists, not network.is_sparse(i),
-                                    network.block_width(i), ws.delta[i + 1][:B], network.activation_code, ws.delta[i][:B])
+                                    network.block_width(i), ws.delta[i + 1][:B],
+                                    network.activation_code, ws.delta[i][:B])
     timer.mark("backward")
 
     if step_size is None:
@@ -531,7 +541,7 @@ class TrainingRun:
         self.blocks = {}  # the column-blocked layers stored apart, during an epoch
         # which layout is faster for them depends on the machine: measure (_blocks)
         threaded = n_workers == 1 and numba.get_num_threads() > 1
-        self.layout_chooser = LayoutChooser() if threaded and column_blocked_layers(network) else None
+        self.layout_chooser = LayoutChooser() if threaded and layers_stored_apart(network) else None
 
     def _rebuild_tables(self):
         self.flops["sparse"] += self.network.rebuild_all_tables()
@@ -551,33 +561,37 @@ class TrainingRun:
         squared_norm = sum(_kernels.sum_of_squares(W.ravel(order="K")) for W in self.network.weights)
         return (self._loss_sum + 0.5 * self.alpha * squared_norm * self._l2_batches) / len(order)
 
-    def _train_batch(self, rows):
-        """Train one batch synchronously; rebuild the tables when due. False when
-        there was nothing to learn from it."""
+    def _train_batch(self, rows, apart=None):
+        """Train one batch synchronously; rebuild the tables when due. Its time goes
+        to the layout chooser when the blocks are stored ``apart`` (True) or not
+        (False)."""
+        start = time.perf_counter()
         trained = self._train(self.workspaces[0], rows, self.flops, self.timer)
+        if trained and apart is not None:
+            self.layout_chooser.record(apart, time.perf_counter() - start)
         if trained and self.schedule.step():
             self._rebuild_tables()
         self.timer.mark("rehash and batch loop")
-        return trained
 
     def _train_choosing_layouts(self, batches):
         """Train ``batches`` with the column blocks stored apart or in the one matrix,
         batch by batch as ``layout_chooser`` says (the same results either way),
         switching layouts only where its choice changes."""
-        layers = column_blocked_layers(self.network)
-        with contextlib.ExitStack() as layout:
-            apart_now = None
-            for rows in batches:
-                apart = self.layout_chooser.layout()
-                if apart != apart_now:
-                    layout.close()  # joins the blocks stored apart, if any
-                    self.blocks = layout.enter_context(
-                        column_blocks(self.network, self.optimizer, layers if apart else []))
-                    apart_now = apart
-                start = time.perf_counter()
-                if self._train_batch(rows):
-                    self.layout_chooser.record(apart, time.perf_counter() - start)
-        self.blocks = {}
+        layers = layers_stored_apart(self.network)
+        self.layout_chooser.restart()
+        try:
+            with contextlib.ExitStack() as layout:
+                apart_now = None
+                for rows in batches:
+                    apart = self.layout_chooser.layout()
+                    if apart != apart_now:
+                        layout.close()  # joins the blocks stored apart, if any
+                        self.blocks = layout.enter_context(
+                            column_blocks(self.network, self.optimizer, layers if apart else []))
+                        apart_now = apart
+                    self._train_batch(rows, apart)
+        finally:
+            self.blocks = {}
 
     def _train(self, ws, rows, flops, timer, lock=contextlib.nullcontext()):
         """Train one batch in workspace ``ws``, updating the shared counts under ``lock``;

@@ -12,7 +12,7 @@ from sklearn.datasets import make_classification
 
 from sklearn_hashdl import HashMLPClassifier
 from sklearn_hashdl._blocks import (PAGE_BYTES, ColumnBlocks, LayoutChooser, column_blocks,
-                                    n_column_blocks)
+                                    machine_cores, n_column_blocks)
 from sklearn_hashdl._lsh import SELECT_EXACT
 from sklearn_hashdl._network import Network, active_counts, glorot_init
 from sklearn_hashdl._optim import SparseOptimizer
@@ -42,10 +42,12 @@ def test_split_and_join_give_back_the_matrix(n_columns, n_blocks):
     np.testing.assert_array_equal(out, A)
 
 
-def test_block_count_follows_the_cores_and_the_width():
-    cores = numba.config.NUMBA_NUM_THREADS
+def test_block_count_follows_the_cores_and_the_width(monkeypatch):
     assert n_column_blocks(100) == 1
-    assert n_column_blocks(1_000_000) == min(cores, 8)
+    assert n_column_blocks(1_000_000) == min(machine_cores(), 8)
+    # not numba's thread count, which joblib's workers lower
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)
+    assert n_column_blocks(1_000_000) == min(machine_cores(), 8)
 
 
 def _network_and_optimizer(solver, activation="relu", sizes=SIZES, sparsity=0.1):
@@ -64,8 +66,8 @@ def _network_and_optimizer(solver, activation="relu", sizes=SIZES, sparsity=0.1)
 
 def _train_steps(n_blocks, apart, solver, activation="relu", sizes=SIZES, sparsity=0.1, steps=6):
     """Six Adam or SGD steps on alternating halves of a small data set, the exactly
-    scored hidden layers split into ``n_blocks`` column blocks, stored ``apart``
-    or left in the one matrix."""
+    scored hidden layers split into ``n_blocks`` column blocks (a number, or one
+    per layer), stored ``apart`` or left in the one matrix."""
     rng = np.random.RandomState(1)
     X = (rng.randn(64, sizes[0]) * (rng.rand(64, sizes[0]) < 0.5)).astype(np.float32)
     Y = np.eye(sizes[-1])[rng.randint(0, sizes[-1], 64)]
@@ -74,8 +76,9 @@ def _train_steps(n_blocks, apart, solver, activation="relu", sizes=SIZES, sparsi
     ws = Workspace(network, 32, sizes[0], 1)
     layers = column_blocked_layers(network)
     assert layers == list(range(len(sizes) - 2))  # the hidden layers
-    for i in layers:
-        network.column_blocks[i] = ColumnBlocks(*network.weights[i].shape, n_blocks)
+    counts = n_blocks if isinstance(n_blocks, tuple) else (n_blocks,) * len(layers)
+    for i, count in zip(layers, counts):
+        network.column_blocks[i] = ColumnBlocks(*network.weights[i].shape, count)
     losses, active = [], []
     for step in range(steps):
         rows = np.arange(32) + 32 * (step % 2)
@@ -91,7 +94,7 @@ def _train_steps(n_blocks, apart, solver, activation="relu", sizes=SIZES, sparsi
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
-@pytest.mark.parametrize("n_blocks", [1, 2, 3, 7])
+@pytest.mark.parametrize("n_blocks", [1, 2, 3, 7, (3, 2), (1, 4)])
 def test_blocks_stored_apart_train_as_in_the_one_matrix(solver, n_blocks):
     # the same neurons, in the same order, and the same sums: bit for bit
     arrays, losses, active = _train_steps(n_blocks, False, solver)
@@ -142,16 +145,18 @@ def test_blocks_are_written_back_when_training_fails():
 def test_the_layout_chooser_measures_then_trains_in_the_faster_layout():
     chooser = LayoutChooser(probe=3, exploit=4, warm_up=1)
     layouts = []
-    for batch in range(2 * (4 + 4 + 4)):
+    for batch in range(23):
         apart = chooser.layout()
         layouts.append(apart)
         # the one matrix is faster in the first cycle, blocks apart in the second;
-        # the first batch after a switch is slow, and not counted
+        # the first batch after a switch is slow, and must not count
         faster = (batch < 12) != apart
-        first = batch in (0, 4, 12, 16)
+        first = batch in (0, 4, 8, 15)
         chooser.record(apart, 9.0 if first else 1.0 if faster else 1.2)
     F, T = False, True
-    assert layouts == [F] * 4 + [T] * 4 + [F] * 4 + [F] * 4 + [T] * 4 + [T] * 4
+    # probes of 1 + 3 batches, 4 exploited; the second cycle's probe of the one
+    # matrix needs no warm-up, as the weights stayed in it
+    assert layouts == [F] * 4 + [T] * 4 + [F] * 4 + [F] * 3 + [T] * 4 + [T] * 4
 
 
 class _Alternating(LayoutChooser):

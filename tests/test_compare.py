@@ -142,6 +142,20 @@ def test_split_layouts_update_the_same_weights_every_way(capsys):
     assert "column blocks" in out and "round trip" in out
 
 
+@pytest.mark.skipif(not MNIST.exists(),
+                    reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_bench_layouts_times_both_layouts_on_real_data(capsys):
+    bench = _load_benchmark("bench_layouts")
+    assert bench.main(["--train-rows", "2560", "--rounds", "1", "--stretch", "5"]) == 0
+    out = capsys.readouterr().out
+    # 20 batches in stretches of 5: ten timed in each layout
+    assert "one matrix" in out and "apart / one matrix" in out and "round trip" in out
+    assert "nan" not in out
+    from sklearn_hashdl import _train
+    assert _train.LayoutChooser is bench._blocks.LayoutChooser  # put back
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
 def test_core_round_trip_is_measured_and_gives_up_on_one_thread():
     latency = _load_benchmark("core_latency")
