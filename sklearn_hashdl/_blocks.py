@@ -1,4 +1,4 @@
-"""Column blocks: an exactly scored layer's neurons split between threads, stored apart.
+"""Column blocks: an exactly scored layer's neurons split between threads.
 
 Split by sample in the forward and backward passes and by weight row in the
 update, two threads read every weight line that a batch touches and then write
@@ -10,6 +10,9 @@ layer's neurons (columns of its input-major weights) is scored, back-propagated
 through and updated by one thread. The blocks must be stored apart: as column
 ranges of the one matrix they share cache lines and prefetched pages, and the
 update ran 4-5x slower than split by rows (``benchmarks/split_layouts.py``).
+Left in the one matrix, the blocks cost nothing, and the kernels do the same
+arithmetic block by block; a fit on several threads measures which layout is
+faster (``LayoutChooser``).
 
 A layer gets one block per core of the machine (the cores this process may run
 on), whatever a fit's ``n_jobs`` or numba's thread count, at most
@@ -123,8 +126,9 @@ class LayoutChooser:
     Results are the same in either layout; speed is not, and which layout is
     faster depends on the machine, and on a virtual machine on where the host
     places its virtual CPUs, which can change every few minutes (Zen 1, 3 x 1000
-    at 0.05 on MNIST, two threads: blocks apart trained batches 10-13% faster
-    with the cores far apart, 0-9% slower with them near; docs/performance.md).
+    at 0.05 on MNIST, two threads: blocks apart trained batches 13% faster with
+    the cores far apart, 0-10% slower with them near; benchmarks/bench_layouts.py,
+    docs/performance.md).
     So training times ``probe`` batches in each layout, then trains ``exploit``
     batches in the faster one, and measures again. The first ``warm_up``
     batches after the weights change layout are not timed: they move the
