@@ -471,24 +471,26 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
     l2 = alpha / weight_sum
     scratch = (ws.grad, ws.mark, ws.cols, ws.compact)
     for i in range(n_layers):
-        W, b = network.kernel_weights(i), network.biases[i]
+        b = network.biases[i]
         in_ids, in_vals, in_cnt = levels[i]
         inputs = (in_ids, in_cnt, in_vals)
         outputs = (levels[i + 1][0], levels[i + 1][2], ws.delta[i + 1][:B])  # ids, counts, deltas
         # group the batch by weight row: by input, or by neuron for neuron-major W
+        n_in, n_out = network.weights[i].shape
         if network.neuron_major[i]:
-            (_, _, row_vals), columns, row_level = outputs, inputs, i + 1
+            (_, _, row_vals), columns, row_level, n_rows = outputs, inputs, i + 1, n_out
         else:
-            (_, _, row_vals), columns, row_level = inputs, outputs, i
-        index = ws.inverted(row_level, W.shape[0])
+            (_, _, row_vals), columns, row_level, n_rows = inputs, outputs, i, n_in
+        index = ws.inverted(row_level, n_rows)
         if i in blocks:
             optimizer.update_blocked_layer(i, blocks[i], b, step_size, l2, index, row_vals,
                                            (local_ids[i + 1], block_ptr[i + 1], outputs[2]),
                                            (ws.grad, ws.mark, ws.cols, block_scratch.lists,
                                             block_scratch.compact))
         else:
-            optimizer.update_layer(i, W, b, step_size, l2, index, row_vals, columns, outputs,
-                                   scratch, network.neuron_major[i], i == 0 and ws.whole_rows)
+            optimizer.update_layer(i, network.kernel_weights(i), b, step_size, l2, index, row_vals,
+                                   columns, outputs, scratch, network.neuron_major[i],
+                                   i == 0 and ws.whole_rows)
     timer.mark("update")
 
     for i in range(n_layers):
