@@ -31,10 +31,13 @@ class KernelTimers:
     """Replaces the kernels of the given modules by timed wrappers while active."""
 
     def __init__(self, modules):
-        # each module's own kernels (not those it imports)
+        # each module's own kernels (not those it imports), and not the helpers
+        # that kernels call (private or inlined): wrapped, they would no longer compile
         self.kernels = [(module, name, getattr(module, name)) for module in modules
                         for name in dir(module) if isinstance(getattr(module, name), CPUDispatcher)
-                        and getattr(module, name).py_func.__module__ == module.__name__]
+                        and getattr(module, name).py_func.__module__ == module.__name__
+                        and not name.startswith("_")
+                        and getattr(module, name).targetoptions.get("inline") != "always"]
         self.seconds, self.calls, self.touched = {}, {}, {}
 
     def _wrap(self, name, kernel):

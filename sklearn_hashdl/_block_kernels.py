@@ -16,8 +16,8 @@ threads.
 import numba
 from numba import njit, prange
 
-from ._kernels import (_activate, _adam_apply, _bias_gradient, _column_union, _derivative,
-                       _row_gradient, _sgd_apply, DOT_MATH)
+from ._kernels import (_activate, _adam_apply, _adam_row, _bias_gradient, _column_union,
+                       _derivative, _sgd_apply, _sgd_row, DOT_MATH)
 from ._lsh import _group_by_block, _score_all, _top_by_score
 
 
@@ -142,10 +142,9 @@ def adam_update_blocks(
             t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched, n_pairs, lists, compact)
         for r in range(n_touched):
             i = touched_rows[r]
-            n_cols = _row_gradient(i, width, row_start, row_sample, row_pos, row_vals, ids, counts,
-                                   deltas, False, n_union, block_compact, t, grad, mark, cols)
-            _adam_apply(Wb[t, i], m_Wb[t, i], v_Wb[t, i], grad, mark, cols, n_cols, l2,
-                        step_size, beta_1, beta_2, epsilon)
+            _adam_row(Wb[t, i], m_Wb[t, i], v_Wb[t, i], i, width, row_start, row_sample, row_pos,
+                      row_vals, ids, counts, deltas, False, n_union, block_compact, t, grad, mark,
+                      cols, l2, step_size, beta_1, beta_2, epsilon)
         n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
         _adam_apply(b[lo: lo + width], m_b[lo: lo + width], v_b[lo: lo + width], grad, mark, cols,
                     n_cols, l2 * 0, step_size, beta_1, beta_2, epsilon)
@@ -167,10 +166,9 @@ def sgd_update_blocks(
             t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched, n_pairs, lists, compact)
         for r in range(n_touched):
             i = touched_rows[r]
-            n_cols = _row_gradient(i, width, row_start, row_sample, row_pos, row_vals, ids, counts,
-                                   deltas, False, n_union, block_compact, t, grad, mark, cols)
-            _sgd_apply(Wb[t, i], vel_Wb[t, i], grad, mark, cols, n_cols, l2, learning_rate,
-                       momentum, nesterov)
+            _sgd_row(Wb[t, i], vel_Wb[t, i], i, width, row_start, row_sample, row_pos, row_vals,
+                     ids, counts, deltas, False, n_union, block_compact, t, grad, mark, cols, l2,
+                     learning_rate, momentum, nesterov)
         n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
         _sgd_apply(b[lo: lo + width], vel_b[lo: lo + width], grad, mark, cols, n_cols, l2 * 0,
                    learning_rate, momentum, nesterov)

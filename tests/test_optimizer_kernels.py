@@ -7,7 +7,8 @@ the touched entries and leave every other weight and moment bit for bit alone,
 whether the columns come as lists (their gradient scattered sample by sample,
 or summed over compact dense copies of the batch's lists) or as whole rows with
 their zeros (as a neuron-major first layer sees dense input; their gradient
-sums two rows a pass).
+sums two rows a pass). When the batch names few columns, the compact sums step
+each row over those columns alone: a third path with the same duty.
 """
 
 import numpy as np
@@ -21,6 +22,9 @@ N_ROWS, WIDTH = 4, 100
 # row 1 meets 70 (whole-row sweeps), row 2 meets 2 (the one-by-one path), row 3 none;
 # 73 columns in all, more than the 64 of one word of the compact sums' marks
 SAMPLES = [({0: 0.5, 1: -1.5}, list(range(70))), ({0: 2.0}, [75, 76, 97]), ({2: 1.25}, [5, 7])]
+# 19 columns in all, at most 1 in UNION_STEP_FRACTION of the 100: rows 0, 1 and 2
+# meet 18, 15 and 2 of them
+FEW_COLUMNS = [({0: 0.5, 1: -1.5}, list(range(0, 30, 2))), ({0: 2.0}, [3, 5, 27]), ({2: 1.25}, [5, 7])]
 
 
 def _batch(rng, samples=SAMPLES):
@@ -80,20 +84,25 @@ def _kernel_lists(rows, cols, whole_rows=False, compact=True):
     return lists, scratch
 
 
-@pytest.mark.parametrize("whole_rows, compact", [(False, True), (False, False), (True, False)],
-                         ids=["compact column lists", "scattered column lists", "whole rows"])
+@pytest.mark.parametrize("whole_rows, compact, samples, touched_per_row", [
+    (False, True, SAMPLES, [73, 70, 2, 0]), (False, False, SAMPLES, [73, 70, 2, 0]),
+    (True, False, SAMPLES, [73, 70, 2, 0]), (False, True, FEW_COLUMNS, [18, 15, 2, 0])],
+    ids=["compact column lists", "scattered column lists", "whole rows", "compact, few columns"])
 @pytest.mark.parametrize("solver", ["adam", "sgd", "sgd_nesterov"])
-def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_rows, compact):
+def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_rows, compact, samples,
+                                                               touched_per_row):
     rng = np.random.RandomState(0)
     # the compact sums pay off when each row meets many samples: repeat the batch
-    rows, cols = _batch(rng, SAMPLES * 4 if compact else SAMPLES)
+    rows, cols = _batch(rng, samples * 4 if compact else samples)
     if not whole_rows:
         # a listed column whose delta is 0 is touched all the same (its moments
         # decay), as in a dense step; whole rows cannot tell it from an absent one
         col_ids, col_vals, col_cnt = cols
         col_vals[(col_cnt == 2) & (col_ids[:, 1] == 7), 1] = 0
     (grad_W, touched_W), (grad_b, touched_b) = _reference_gradients(rows, cols)
-    assert touched_W.sum(axis=1).tolist() == [73, 70, 2, 0]
+    assert touched_W.sum(axis=1).tolist() == touched_per_row
+    n_columns = len(np.unique(np.concatenate([c for _, c in samples])))
+    assert (n_columns * _kernels.UNION_STEP_FRACTION <= WIDTH) == (samples is FEW_COLUMNS)
     W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
     state = [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
     before = [a.copy() for a in [W, b] + state]
@@ -132,3 +141,23 @@ def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_row
     assert (slot == -1).all() and not acc_grad.any() and not acc_bits.any()
     # the compact sums ran exactly when asked for: they leave their dense copies
     assert scratch[3][3].any() == compact
+
+
+@pytest.mark.parametrize("n_rows", [0, 1, 5, 64])
+def test_invert_lists_groups_pairs_by_id_in_sample_order(n_rows):
+    rng = np.random.default_rng(n_rows)
+    n_ids, width = 40, 12
+    cnt = rng.integers(0, width + 1, n_rows).astype(np.int32)
+    ids = np.zeros((n_rows, width), np.int32)
+    for s in range(n_rows):
+        ids[s, : cnt[s]] = rng.choice(n_ids, cnt[s], replace=False)
+    row_start, touched = np.full(n_ids + 1, -1, np.int64), np.full(n_ids, -1, np.int32)
+    row_sample, row_pos = np.full(max(1, cnt.sum()), -1, np.int32), np.full(max(1, cnt.sum()), -1, np.int32)
+    n_touched = _kernels.invert_lists(ids, cnt, n_ids, row_start, row_sample, row_pos, touched)
+    pairs = sorted((ids[s, q], s, q) for s in range(n_rows) for q in range(cnt[s]))
+    listed = [(i, row_sample[e], row_pos[e]) for i in range(n_ids)
+              for e in range(row_start[i], row_start[i + 1])]
+    assert listed == pairs
+    assert row_start[0] == 0 and row_start[n_ids] == len(pairs)
+    present = sorted({i for i, _, _ in pairs})
+    assert n_touched == len(present) and touched[:n_touched].tolist() == present
