@@ -26,6 +26,7 @@ cores near (under NEAR_NS), with how many there were.
 
     python benchmarks/bench_threads.py
     python benchmarks/bench_threads.py --train-rows 60000 --epochs 1 --repeats 3
+    python benchmarks/bench_threads.py --train-rows 60000 --epochs 1 --hidden 1000,1000,1000
 """
 
 import argparse
@@ -60,9 +61,16 @@ def main(argv=None):
     parser.add_argument("--train-rows", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--hidden", default=";".join(",".join(map(str, c[0])) for c in CONFIGS),
+                        help="the networks to time, of those above: hidden sizes, ';' between "
+                             "networks (default: all three)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    wanted = [tuple(int(size) for size in network.split(",")) for network in args.hidden.split(";")]
+    configs = [config for config in CONFIGS if config[0] in wanted]
+    if len(configs) != len(wanted):
+        parser.error(f"--hidden: choose among {[config[0] for config in CONFIGS]}")
     if not Path(args.data).exists():
         print(f"skipped: MNIST not found at {args.data}")
         return 0
@@ -78,7 +86,7 @@ def main(argv=None):
               f"{'2 processes':>11s}")
     print(f"{'network':28s} {header}  round trip  accuracy sync/async")
     summary = []
-    for config in CONFIGS:
+    for config in configs:
         hidden, sparsity, selection = config
         label = f"{hidden} {sparsity} {selection}"
         repeats, weights, accuracy = [], {}, {}

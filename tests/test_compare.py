@@ -88,6 +88,9 @@ def test_bench_speed_threads_and_kernel_profiles_run_short_on_real_data(capsys):
     assert "(16384,) 0.02 lsh" in out and "weights differ" not in out
     assert "2 async" in out and "2 processes" in out
     assert "round trip" in out and " ns " in out and "near" in out
+    assert threads.main(["--train-rows", "300", "--epochs", "1", "--repeats", "1", "--hidden", "4096"]) == 0
+    out = capsys.readouterr().out
+    assert "(4096,) 0.02 lsh" in out and "(16384,)" not in out and "(1000, 1000, 1000)" not in out
     profile = _load_benchmark("profile_kernels")
     assert profile.main(["--train-rows", "300", "--hidden", "64", "--sparsity", "0.1",
                          "--n-jobs", "1"]) == 0
