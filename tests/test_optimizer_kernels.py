@@ -161,3 +161,27 @@ def test_invert_lists_groups_pairs_by_id_in_sample_order(n_rows):
     assert row_start[0] == 0 and row_start[n_ids] == len(pairs)
     present = sorted({i for i, _, _ in pairs})
     assert n_touched == len(present) and touched[:n_touched].tolist() == present
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_union_step_equals_the_other_paths_bit_for_bit(solver):
+    # column blocks choose their path per block, the one matrix per layer: the
+    # step over the batch's columns alone must give exactly what the others give
+    rng = np.random.RandomState(1)
+    rows, cols = _batch(rng, FEW_COLUMNS * 4)
+    W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
+    state = [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
+    results = []
+    for compact in (True, False):  # the union step, and the sums sample by sample
+        arrays = [a.copy() for a in [W, b] + state]
+        lists, scratch = _kernel_lists(rows, cols, compact=compact)
+        if solver == "adam":
+            _kernels.adam_update(*arrays, *lists, np.float32(0.01), np.float32(0.05), np.float32(0.9),
+                                 np.float32(0.999), np.float32(1e-8), *scratch)
+        else:
+            _kernels.sgd_update(arrays[0], arrays[1], arrays[2], arrays[4], *lists, np.float32(0.01),
+                                np.float32(0.05), np.float32(0.9), True, *scratch)
+        assert scratch[3][3].any() == compact  # the compact copies were made, or not
+        results.append(arrays)
+    for with_union_step, sample_by_sample in zip(*results):
+        np.testing.assert_array_equal(with_union_step, sample_by_sample)
