@@ -11,7 +11,10 @@ the first, 1 and 2 the hidden-to-hidden layers), and times on one and two thread
   the batch's deltas) and each row's gradient sums, without the Adam step;
 - ``gradient sums, copies made once``: the same sums over copies made before the
   timing, so that no call writes anything the other thread reads;
-- ``Adam sweep``: the Adam step over the touched rows alone, with zero gradients;
+- ``Adam sweep``: the Adam step over the touched rows alone, with zero gradients, as
+  whole-row sweeps (the kernel itself steps a row over the batch's columns alone
+  when they are at most a third of it, ``_kernels.UNION_STEP_FRACTION``, so for
+  such batches the parts add up to more than ``adam_update``);
 - ``adam_update after both threads read the rows`` and ``... after thread 0 alone
   read them``: before each call (untimed), 64 parallel iterations read every touched
   weight row, as the forward and backward passes of a fit do sample by sample,
