@@ -421,6 +421,58 @@ def invert_lists(ids, cnt, n_ids, row_start, row_sample, row_pos, touched_rows):
     return n_touched
 
 
+# Columns of the ``layout`` rows of invert_levels: where a level's arrays start
+# in the flat arrays, its list width and its number of ids.
+IDS_AT, WIDTH, N_IDS, STARTS_AT, PAIRS_AT, TOUCHED_AT = range(6)
+
+
+@njit(nogil=True, cache=True)
+def _deal_levels(pairs, n_threads, owner):
+    """Give level k (``pairs[k]`` pairs to group) to thread ``owner[k]``: the
+    largest first, each to the thread with the fewest pairs so far."""
+    load = np.zeros(n_threads, np.int64)
+    for k in np.argsort(-pairs, kind="mergesort"):
+        owner[k] = np.argmin(load)
+        load[owner[k]] += pairs[k]
+
+
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
+def invert_levels(levels, n_rows, layout, ids, cnt, row_start, row_sample, row_pos, touched_rows,
+                  n_touched, n_threads):
+    """``invert_lists`` of each level in ``levels``, the levels shared among ``n_threads``
+    threads (numba.get_num_threads(): called in here, it would keep numba from caching).
+
+    A counting sort is serial, but levels are independent: on two threads the
+    3 x 1000 network's four levels took 0.29 ms a batch instead of 0.60. Each
+    level's arrays are segments of the flat arrays, starting where
+    ``layout[level]`` says (columns IDS_AT ... TOUCHED_AT): its ids lists
+    (batch, WIDTH), and its index (``row_start`` of N_IDS + 1 entries,
+    ``row_sample`` and ``row_pos``, ``touched_rows``); ``cnt`` is (levels, batch),
+    of which the first ``n_rows`` samples count. ``n_touched[level]`` receives
+    invert_lists' result. A level's index is the same whichever thread makes it.
+    """
+    batch = cnt.shape[1]
+    pairs = np.empty(levels.shape[0], np.int64)
+    for k in range(levels.shape[0]):
+        pairs[k] = 0
+        for s in range(n_rows):
+            pairs[k] += cnt[levels[k], s]
+    owner = np.empty(levels.shape[0], np.int64)
+    _deal_levels(pairs, n_threads, owner)
+    for t in prange(n_threads):
+        for k in range(levels.shape[0]):
+            if owner[k] != t:
+                continue
+            at = layout[levels[k]]
+            n_pairs, n_ids = batch * at[WIDTH], at[N_IDS]
+            level_ids = ids[at[IDS_AT]: at[IDS_AT] + n_pairs].reshape((batch, at[WIDTH]))
+            starts, pairs_at, touched_at = at[STARTS_AT], at[PAIRS_AT], at[TOUCHED_AT]
+            n_touched[levels[k]] = invert_lists(
+                level_ids, cnt[levels[k], :n_rows], n_ids, row_start[starts: starts + n_ids + 1],
+                row_sample[pairs_at: pairs_at + n_pairs], row_pos[pairs_at: pairs_at + n_pairs],
+                touched_rows[touched_at: touched_at + n_ids])
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids, col_cnt,
                          col_vals, skip_zero_columns, grad, mark, cols):

@@ -103,9 +103,13 @@ class Workspace:
         # a neuron-major first layer takes dense input rows whole (see load_inputs;
         # CSR rows still list their non-zeros, for which skipping zeros is a no-op)
         self.whole_rows = network.neuron_major[0]
-        self.ids = [np.zeros((B, w), np.int32) for w in widths]
+        # the id lists and counts of all levels in flat arrays, so that one kernel
+        # can group several levels by id (see invert_levels)
+        self._ids, ids_at = _page_segments([B * w for w in widths], np.int32)
+        self.ids = [self._ids[at: at + B * w].reshape(B, w) for at, w in zip(ids_at, widths)]
         self.vals = [np.zeros((B, w), np.float32) for w in widths]
-        self.cnt = [np.zeros(B, np.int32) for _ in widths]
+        self._cnt = np.zeros((len(widths), B), np.int32)
+        self.cnt = list(self._cnt)
         # non-zeros of each input row (whole rows also list zeros): multiply-adds
         # are counted over these, so flop_fraction_ is the same for dense and CSR input
         self.nnz0 = np.zeros(B, np.int32)
@@ -124,13 +128,15 @@ class Workspace:
                 self.cnt[i + 1][:] = n
         sizes = network.layer_sizes
         max_size, max_out = max(sizes), max(sizes[1:])
-        max_width = max(widths)
-        # inverted index (weight row -> samples), shared by the layers in turn
-        self.row_start = np.zeros(max_size + 1, np.int64)
-        self.row_sample = np.zeros(B * max_width, np.int32)
-        self.row_pos = np.zeros(B * max_width, np.int32)
-        self.touched = np.zeros(max_size, np.int32)
-        self._inverted_level, self._n_touched = None, 0  # what the index holds
+        # each level's inverted index (id -> the samples that list it), kept
+        # until the level's lists change (see inverted)
+        self._row_start, starts_at = _page_segments([n + 1 for n in sizes], np.int64)
+        self._row_sample, pairs_at = _page_segments([B * w for w in widths], np.int32)
+        self._row_pos, _ = _page_segments([B * w for w in widths], np.int32)
+        self._touched, touched_at = _page_segments(sizes, np.int32)
+        self._index_layout = np.array([ids_at, widths, sizes, starts_at, pairs_at, touched_at],
+                                      np.int64).T.copy()
+        self._n_touched = np.full(len(widths), -1, np.int64)  # -1: not grouped
         # Visit touched rows last to first (see TrainingRun: asynchronous workers
         # sweep the shared weights in opposite directions)
         self.descending = descending
@@ -172,25 +178,39 @@ class Workspace:
             self._block_scratch = BlockScratch(*sizes)
         return self._block_scratch
 
-    def inverted(self, level, n_ids):
+    def inverted(self, level):
         """Level ``level``'s (sample, position) pairs grouped by id: the index
         (touched ids, their count, row_start, row_sample, row_pos) of
         ``_kernels.invert_lists``. The forward pass of a neuron-major layer and
         the updates of the layers on either side of a level group it the same
-        way, so the index is kept until another level or new lists replace it."""
-        if self._inverted_level != level:
-            self._n_touched = _kernels.invert_lists(
-                self.ids[level], self.cnt[level][: self.n_rows], n_ids, self.row_start,
-                self.row_sample, self.row_pos, self.touched,
-            )
-            self._inverted_level = level
-            if self.descending:
-                self.touched[: self._n_touched] = self.touched[: self._n_touched][::-1].copy()
-        return self.touched, self._n_touched, self.row_start, self.row_sample, self.row_pos
+        way, so the index is kept until the level's lists change."""
+        if self._n_touched[level] < 0:
+            self.invert_levels([level])
+        at = self._index_layout[level]
+        n_ids, n_pairs = at[_kernels.N_IDS], self.ids[level].size
+        starts, pairs = at[_kernels.STARTS_AT], at[_kernels.PAIRS_AT]
+        return (self._touched[at[_kernels.TOUCHED_AT]:][:n_ids], int(self._n_touched[level]),
+                self._row_start[starts: starts + n_ids + 1], self._row_sample[pairs: pairs + n_pairs],
+                self._row_pos[pairs: pairs + n_pairs])
 
-    def lists_changed(self):
-        """Forget the inverted index (call after writing any level's id lists)."""
-        self._inverted_level = None
+    def invert_levels(self, levels):
+        """Group those of ``levels`` not yet grouped, in one call (a thread each)."""
+        todo = np.array([level for level in set(levels) if self._n_touched[level] < 0], np.int64)
+        if len(todo) == 0:
+            return
+        _kernels.invert_levels(todo, self.n_rows, self._index_layout, self._ids, self._cnt,
+                               self._row_start, self._row_sample, self._row_pos, self._touched,
+                               self._n_touched, numba.get_num_threads())
+        if self.descending:
+            for level in todo:
+                touched = self._touched[self._index_layout[level, _kernels.TOUCHED_AT]:]
+                n_touched = self._n_touched[level]
+                touched[:n_touched] = touched[:n_touched][::-1].copy()
+
+    def lists_changed(self, level=None):
+        """Forget the inverted index of ``level``, or of every level (call before
+        writing a level's id lists)."""
+        self._n_touched[slice(None) if level is None else level] = -1
 
     def load_inputs(self, X, rows):
         """Put the non-zeros of X[rows] (float32 ndarray or SparseRows) into level 0,
@@ -210,6 +230,17 @@ class Workspace:
         else:
             _kernels.dense_rows_to_lists(X, rows, ids, vals, cnt)
         self.nnz0[: len(rows)] = cnt[: len(rows)]
+
+
+def _page_segments(lengths, dtype):
+    """A zeroed flat array of segments of the given lengths, each starting on a
+    page of its own, and their starts: threads that write different segments
+    share no cache line, nor a page that a prefetcher might cross."""
+    per_page = PAGE_BYTES // np.dtype(dtype).itemsize
+    starts = np.cumsum([0] + [-(-n // per_page) * per_page for n in lengths])
+    raw = np.zeros(starts[-1] * np.dtype(dtype).itemsize + PAGE_BYTES, np.uint8)
+    first = -raw.ctypes.data % PAGE_BYTES
+    return raw[first: first + starts[-1] * np.dtype(dtype).itemsize].view(dtype), starts[:-1]
 
 
 def _thread_scratch(n_threads, width, dtype):
@@ -363,7 +394,7 @@ def select_blocks(network, ws, i, inputs, outputs, blocks, cost):
     activations and per-block runs of its active neurons into ``outputs``."""
     in_ids, in_vals, in_cnt = inputs
     out_ids, out_vals, out_cnt = outputs
-    ws.lists_changed()
+    ws.lists_changed(i + 1)
     scratch, layer = ws.block_scratch(network, blocks), blocks[i]
     in_nnz = ws.nnz0[: in_cnt.shape[0]] if i == 0 else in_cnt
     _block_kernels.select_exact_blocks(
@@ -383,7 +414,7 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
     in_ids, in_vals, in_cnt = inputs
     out_ids, out_vals, out_cnt = outputs
     write_values = selection_computes_activations(network, i, mode) and n_select == network.n_active[i]
-    ws.lists_changed()
+    ws.lists_changed(i + 1)
     hyperplanes, offsets, neuron_ids = network.tables(i)
     in_nnz = ws.nnz0[: in_cnt.shape[0]] if i == 0 else in_cnt
     if i == 0 and ws.nonzeros is not None and mode in (_lsh.SELECT_LSH, _lsh.SELECT_RANDOM):
@@ -408,7 +439,7 @@ def compute_layer(network, i, inputs, outputs, ws=None):
     W, b = network.kernel_weights(i), network.biases[i]
     activation = 0 if i == network.n_layers - 1 else network.activation_code
     if network.neuron_major[i] and ws is not None:
-        _kernels.forward_layer_grouped(W, b, in_ids, in_vals, in_cnt, *ws.inverted(i + 1, W.shape[0]),
+        _kernels.forward_layer_grouped(W, b, in_ids, in_vals, in_cnt, *ws.inverted(i + 1),
                                        activation, out_vals)
     elif network.neuron_major[i]:
         _kernels.forward_layer_by_neuron(W, b, in_ids, in_vals, in_cnt, out_ids, out_cnt,
@@ -470,18 +501,20 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         step_size = optimizer.begin_batch()
     l2 = alpha / weight_sum
     scratch = (ws.grad, ws.mark, ws.cols, ws.compact)
+    # each layer's update groups the batch by weight row: by input (level i),
+    # or by neuron (level i + 1) for neuron-major W; all levels at once
+    row_levels = [i + 1 if network.neuron_major[i] else i for i in range(n_layers)]
+    ws.invert_levels(row_levels)
     for i in range(n_layers):
         b = network.biases[i]
         in_ids, in_vals, in_cnt = levels[i]
         inputs = (in_ids, in_cnt, in_vals)
         outputs = (levels[i + 1][0], levels[i + 1][2], ws.delta[i + 1][:B])  # ids, counts, deltas
-        # group the batch by weight row: by input, or by neuron for neuron-major W
-        n_in, n_out = network.weights[i].shape
         if network.neuron_major[i]:
-            (_, _, row_vals), columns, row_level, n_rows = outputs, inputs, i + 1, n_out
+            (_, _, row_vals), columns = outputs, inputs
         else:
-            (_, _, row_vals), columns, row_level, n_rows = inputs, outputs, i, n_in
-        index = ws.inverted(row_level, n_rows)
+            (_, _, row_vals), columns = inputs, outputs
+        index = ws.inverted(row_levels[i])
         if i in blocks:
             optimizer.update_blocked_layer(i, blocks[i], b, step_size, l2, index, row_vals,
                                            (local_ids[i + 1], block_ptr[i + 1], outputs[2]),

@@ -11,6 +11,7 @@ sums two rows a pass). When the batch names few columns, the compact sums step
 each row over those columns alone: a third path with the same duty.
 """
 
+import numba
 import numpy as np
 import pytest
 
@@ -161,6 +162,56 @@ def test_invert_lists_groups_pairs_by_id_in_sample_order(n_rows):
     assert row_start[0] == 0 and row_start[n_ids] == len(pairs)
     present = sorted({i for i, _, _ in pairs})
     assert n_touched == len(present) and touched[:n_touched].tolist() == present
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_invert_levels_groups_each_level_as_invert_lists_does(n_threads):
+    # levels of different widths, id counts and sizes, in flat arrays at the
+    # starts of a layout; the levels not asked for stay untouched
+    rng = np.random.default_rng(n_threads)
+    batch, n_rows = 6, 5
+    shapes = [(12, 40), (3, 7), (9, 9), (5, 300)]  # (width, number of ids) per level
+    layout, ends, level_ids = [], np.zeros(4, np.int64), []
+    cnt = np.zeros((len(shapes), batch), np.int32)
+    for level, (width, n_ids) in enumerate(shapes):
+        ids = np.zeros((batch, width), np.int32)
+        for s in range(batch):
+            cnt[level, s] = rng.integers(0, width + 1)
+            ids[s, : cnt[level, s]] = rng.choice(n_ids, cnt[level, s], replace=False)
+        level_ids.append(ids)
+        sizes = (batch * width, width, n_ids, n_ids + 1, batch * width, n_ids)
+        at = ends.copy()  # ids, row_start, pairs, touched: where this level's segments start
+        layout.append([at[0], width, n_ids, at[1], at[2], at[3]])
+        ends += np.array([sizes[0], sizes[3] + 3, sizes[4] + 1, sizes[5]])  # some gaps
+    flat_ids = np.zeros(ends[0], np.int32)
+    for (at, *_), ids in zip(layout, level_ids):
+        flat_ids[at: at + ids.size] = ids.ravel()
+    row_start, touched = np.full(ends[1], -1, np.int64), np.full(ends[3], -1, np.int32)
+    row_sample, row_pos = np.full(ends[2], -1, np.int32), np.full(ends[2], -1, np.int32)
+    n_touched = np.full(len(shapes), -1, np.int64)
+    numba.set_num_threads(n_threads)
+    try:
+        _kernels.invert_levels(np.array([3, 0, 2], np.int64), n_rows, np.array(layout, np.int64),
+                               flat_ids, cnt, row_start, row_sample, row_pos, touched, n_touched,
+                               numba.get_num_threads())
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for level in (0, 2, 3):
+        width, n_ids = shapes[level]
+        at = layout[level]
+        expected = [np.full(n_ids + 1, -1, np.int64), np.full(batch * width, -1, np.int32),
+                    np.full(batch * width, -1, np.int32), np.full(n_ids, -1, np.int32)]
+        n_expected = _kernels.invert_lists(level_ids[level], cnt[level, :n_rows], n_ids, *expected[:3],
+                                           expected[3])
+        assert n_touched[level] == n_expected
+        np.testing.assert_array_equal(row_start[at[3]: at[3] + n_ids + 1], expected[0])
+        np.testing.assert_array_equal(row_sample[at[4]: at[4] + batch * width], expected[1])
+        np.testing.assert_array_equal(row_pos[at[4]: at[4] + batch * width], expected[2])
+        np.testing.assert_array_equal(touched[at[5]: at[5] + n_ids], expected[3])
+    assert n_touched[1] == -1  # level 1 was not asked for
+    at = layout[1]
+    assert (row_start[at[3]: at[3] + shapes[1][1] + 1] == -1).all()
+    assert (touched[at[5]: at[5] + shapes[1][1]] == -1).all()
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])

@@ -1,5 +1,6 @@
-"""The training workspace: reusing a level's inverted index within a batch
-trains exactly as rebuilding it for every kernel that needs it; per-thread scratch
+"""The training workspace: reusing a level's inverted index within a batch (made
+with the other levels' in one call) trains exactly as rebuilding it alone for every
+kernel that needs it; per-thread scratch
 keeps each thread's row on pages of its own."""
 
 import numpy as np
@@ -21,6 +22,8 @@ def _fit(params, X, y):
     dict(hidden_layer_sizes=(80,), sparsity=0.1, selection="lsh_rerank", solver="sgd"),
     # input-major layers: every update groups a different level
     dict(hidden_layer_sizes=(40, 30), sparsity=0.3, selection="exact"),
+    # a selected output layer: its selection must not forget the level below
+    dict(hidden_layer_sizes=(64,), sparsity=0.3, selection="lsh", sparse_layers="both"),
 ])
 def test_reused_inverted_index_trains_like_a_fresh_one(params, monkeypatch):
     X, y = make_classification(n_samples=150, n_features=20, n_informative=10, n_classes=3,
@@ -30,9 +33,9 @@ def test_reused_inverted_index_trains_like_a_fresh_one(params, monkeypatch):
 
     inverted = Workspace.inverted
 
-    def always_fresh(self, level, n_ids):
-        self._inverted_level = None  # forget it, whatever the workspace thinks
-        return inverted(self, level, n_ids)
+    def always_fresh(self, level):
+        self.lists_changed()  # forget every level, whatever the workspace thinks
+        return inverted(self, level)
 
     monkeypatch.setattr(Workspace, "inverted", always_fresh)
     fresh = _fit(params, X, y)
