@@ -6,7 +6,7 @@ prints milliseconds per batch for each kernel, split by the shape of its first
 argument (the weights, for the layer kernels), with its number of calls; the
 time outside the kernels (Python, and NumPy: set-up and the rehash's matrix
 product); and how many distinct rows each grouping of the batch touched on
-average (``invert_levels``: for a hidden level, the neurons whose weights and
+average (``invert_lists`` and ``invert_levels``: for a hidden level, the neurons whose weights and
 moments the update sweeps). The timers add about a microsecond per call.
 Compare thread counts in one run with ``--n-jobs 1,2``.
 
@@ -50,6 +50,8 @@ class KernelTimers:
             key = name if getattr(first, "ndim", 0) < 2 else f"{name} {first.shape}"
             self.seconds[key] = self.seconds.get(key, 0.0) + spent
             self.calls[key] = self.calls.get(key, 0) + 1
+            if name == "invert_lists":  # args[2] ids grouped, result: how many occur
+                self.touched.setdefault(int(args[2]), []).append(result)
             if name == "invert_levels":  # each level grouped: its ids, and how many occur
                 levels, layout, n_touched = args[0], args[2], args[9]
                 for level in levels:

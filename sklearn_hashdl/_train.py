@@ -184,25 +184,33 @@ class Workspace:
         ``_kernels.invert_lists``. The forward pass of a neuron-major layer and
         the updates of the layers on either side of a level group it the same
         way, so the index is kept until the level's lists change."""
-        if self._n_touched[level] < 0:
-            self.invert_levels([level])
         at = self._index_layout[level]
         n_ids, n_pairs = at[_kernels.N_IDS], self.ids[level].size
         starts, pairs = at[_kernels.STARTS_AT], at[_kernels.PAIRS_AT]
-        return (self._touched[at[_kernels.TOUCHED_AT]:][:n_ids], int(self._n_touched[level]),
-                self._row_start[starts: starts + n_ids + 1], self._row_sample[pairs: pairs + n_pairs],
-                self._row_pos[pairs: pairs + n_pairs])
+        index = (self._touched[at[_kernels.TOUCHED_AT]:][:n_ids], self._row_start[starts:][: n_ids + 1],
+                 self._row_sample[pairs:][:n_pairs], self._row_pos[pairs:][:n_pairs])
+        touched, row_start, row_sample, row_pos = index
+        if self._n_touched[level] < 0:
+            # one level: on this thread (a parallel call for it ran 2x slower)
+            self._n_touched[level] = _kernels.invert_lists(
+                self.ids[level], self.cnt[level][: self.n_rows], n_ids, row_start, row_sample, row_pos,
+                touched)
+            self._reverse_if_descending([level])
+        return touched, int(self._n_touched[level]), row_start, row_sample, row_pos
 
     def invert_levels(self, levels):
         """Group those of ``levels`` not yet grouped, in one call (a thread each)."""
         todo = np.array([level for level in set(levels) if self._n_touched[level] < 0], np.int64)
-        if len(todo) == 0:
-            return
-        _kernels.invert_levels(todo, self.n_rows, self._index_layout, self._ids, self._cnt,
-                               self._row_start, self._row_sample, self._row_pos, self._touched,
-                               self._n_touched, numba.get_num_threads())
+        if len(todo) > 1:
+            _kernels.invert_levels(todo, self.n_rows, self._index_layout, self._ids, self._cnt,
+                                   self._row_start, self._row_sample, self._row_pos, self._touched,
+                                   self._n_touched, numba.get_num_threads())
+            self._reverse_if_descending(todo)
+
+    def _reverse_if_descending(self, levels):
+        """Asynchronous workers visit the touched rows last to first (see TrainingRun)."""
         if self.descending:
-            for level in todo:
+            for level in levels:
                 touched = self._touched[self._index_layout[level, _kernels.TOUCHED_AT]:]
                 n_touched = self._n_touched[level]
                 touched[:n_touched] = touched[:n_touched][::-1].copy()
