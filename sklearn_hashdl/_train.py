@@ -187,9 +187,9 @@ class Workspace:
         at = self._index_layout[level]
         n_ids, n_pairs = at[_kernels.N_IDS], self.ids[level].size
         starts, pairs = at[_kernels.STARTS_AT], at[_kernels.PAIRS_AT]
-        index = (self._touched[at[_kernels.TOUCHED_AT]:][:n_ids], self._row_start[starts:][: n_ids + 1],
-                 self._row_sample[pairs:][:n_pairs], self._row_pos[pairs:][:n_pairs])
-        touched, row_start, row_sample, row_pos = index
+        touched = self._touched[at[_kernels.TOUCHED_AT]:][:n_ids]
+        row_start = self._row_start[starts:][: n_ids + 1]
+        row_sample, row_pos = self._row_sample[pairs:][:n_pairs], self._row_pos[pairs:][:n_pairs]
         if self._n_touched[level] < 0:
             # one level: on this thread (a parallel call for it ran 2x slower)
             self._n_touched[level] = _kernels.invert_lists(
@@ -240,15 +240,21 @@ class Workspace:
         self.nnz0[: len(rows)] = cnt[: len(rows)]
 
 
+def _zeros_on_pages(n_items, dtype):
+    """A zeroed flat array of ``n_items`` that starts on a page."""
+    n_bytes = n_items * np.dtype(dtype).itemsize
+    raw = np.zeros(n_bytes + PAGE_BYTES, np.uint8)
+    first = -raw.ctypes.data % PAGE_BYTES
+    return raw[first: first + n_bytes].view(dtype)
+
+
 def _page_segments(lengths, dtype):
     """A zeroed flat array of segments of the given lengths, each starting on a
     page of its own, and their starts: threads that write different segments
     share no cache line, nor a page that a prefetcher might cross."""
     per_page = PAGE_BYTES // np.dtype(dtype).itemsize
     starts = np.cumsum([0] + [-(-n // per_page) * per_page for n in lengths])
-    raw = np.zeros(starts[-1] * np.dtype(dtype).itemsize + PAGE_BYTES, np.uint8)
-    first = -raw.ctypes.data % PAGE_BYTES
-    return raw[first: first + starts[-1] * np.dtype(dtype).itemsize].view(dtype), starts[:-1]
+    return _zeros_on_pages(starts[-1], dtype), starts[:-1]
 
 
 def _thread_scratch(n_threads, width, dtype):
@@ -266,10 +272,7 @@ def _thread_scratch(n_threads, width, dtype):
     itemsize = np.dtype(dtype).itemsize
     # whole pages for the row, and a free one after it
     row_bytes = -(-width * itemsize // PAGE_BYTES) * PAGE_BYTES + PAGE_BYTES
-    raw = np.zeros(n_threads * row_bytes + PAGE_BYTES, np.uint8)
-    start = -raw.ctypes.data % PAGE_BYTES
-    rows = raw[start: start + n_threads * row_bytes].view(dtype)
-    return rows.reshape(n_threads, row_bytes // itemsize)
+    return _zeros_on_pages(n_threads * row_bytes // itemsize, dtype).reshape(n_threads, -1)
 
 
 class BlockScratch:
