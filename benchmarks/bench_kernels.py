@@ -41,15 +41,15 @@ ADAM = (np.float32(1e-3), np.float32(0.9), np.float32(0.999), np.float32(1e-8))
 
 
 @njit(parallel=True, error_model="numpy")
-def gradient_sums_only(W, index, row_vals, col_ids, col_cnt, col_vals, grad_scratch, mark_scratch,
-                       cols_scratch):
+def gradient_sums_only(W, index, row_vals, col_ids, col_cnt, col_vals, col_spans, grad_scratch,
+                       mark_scratch, cols_scratch):
     """The gradient half of adam_update: each touched row's sums, then cleared."""
     touched, n_touched, row_start, row_sample, row_pos = index
     for r in prange(n_touched):
         tid = numba.get_thread_id()
         grad, mark = grad_scratch[tid], mark_scratch[tid]
         _kernels._weight_row_gradient(touched[r], W.shape[1], row_start, row_sample, row_pos,
-                                      row_vals, col_ids, col_cnt, col_vals, True, grad, mark,
+                                      row_vals, col_ids, col_cnt, col_vals, col_spans, grad, mark,
                                       cols_scratch[tid])
         grad[: W.shape[1]] = 0
         mark[: W.shape[1]] = 0
@@ -64,7 +64,7 @@ def adam_sweep_only(W, m, v, touched, n_touched, grad_scratch, mark_scratch, col
         i = touched[r]
         mark = mark_scratch[tid]
         mark[: W.shape[1]] = 1
-        _kernels._adam_apply(W[i], m[i], v[i], grad_scratch[tid], mark, cols_scratch[tid], -1,
+        _kernels._adam_apply(W[i], m[i], v[i], grad_scratch[tid], mark, cols_scratch[tid], -1, 0, W.shape[1],
                              np.float32(0), step_size, beta_1, beta_2, epsilon)
 
 
@@ -111,9 +111,10 @@ def make_batch(X, n_neurons, sparsity, touched_share, seed=0):
                         ("nz_vals", np.float32)):
         b[name] = np.zeros((BATCH, n_in), dtype)
     b["x_cnt"], b["nnz"] = np.zeros(BATCH, np.int32), np.zeros(BATCH, np.int32)
+    b["x_spans"] = np.zeros((BATCH, 2), np.int32)
     _kernels.dense_rows_to_full_lists(np.ascontiguousarray(X[:BATCH], np.float32),
                                       np.arange(BATCH, dtype=np.int64), b["x_ids"], b["x_vals"],
-                                      b["x_cnt"], b["nnz"], b["nz_ids"], b["nz_vals"])
+                                      b["x_cnt"], b["nnz"], b["nz_ids"], b["nz_vals"], b["x_spans"])
     return b
 
 
@@ -141,9 +142,9 @@ def kernel_calls(b):
     """(name, kernel, arguments) of every kernel timed."""
     touched, n_touched = b["index"][:2]
     scratch = b["scratch"]
-    gradient_lists = (b["delta"], b["x_ids"], b["x_cnt"], b["x_vals"])
+    gradient_lists = (b["delta"], b["x_ids"], b["x_cnt"], b["x_vals"], b["x_spans"])
     update = (b["W"], b["bias"], b["m"], b["v"], b["m_b"], b["v_b"], *b["index"], *gradient_lists,
-              True, b["out_ids"], b["out_cnt"], b["delta"], np.float32(0), *ADAM, *scratch,
+              b["out_ids"], b["out_cnt"], b["delta"], np.float32(0), *ADAM, *scratch,
               b["compact"])
     g = np.full(b["W"].shape[1], 1e-3, np.float32)
     return [

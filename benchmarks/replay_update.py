@@ -52,23 +52,23 @@ GRADIENT, GRADIENT_COPIES_MADE, SWEEP = 0, 1, 2
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def _update_part(part, n_union, W, m_W, v_W, touched_rows, n_touched, row_start, row_sample,
-                 row_pos, row_vals, col_ids, col_cnt, col_vals, skip_zero_columns, step_size,
+                 row_pos, row_vals, col_ids, col_cnt, col_vals, col_spans, step_size,
                  beta_1, beta_2, epsilon, grad_scratch, mark_scratch, cols_scratch, compact):
     """One part of adam_update's weight loop (see the module docstring); the
     scratch is left zeroed, as the kernel leaves it."""
     if part == GRADIENT:
-        n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], skip_zero_columns,
+        n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], col_spans.shape[0] > 0,
                                 n_touched, row_start[W.shape[0]], compact)
     for r in prange(n_touched):
         tid = numba.get_thread_id()
         grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
         i = touched_rows[r]
         if part == SWEEP:
-            _adam_apply(W[i], m_W[i], v_W[i], grad, mark, cols, -1, np.float32(0), step_size,
-                        beta_1, beta_2, epsilon)
+            _adam_apply(W[i], m_W[i], v_W[i], grad, mark, cols, -1, 0, W.shape[1], np.float32(0),
+                        step_size, beta_1, beta_2, epsilon)
             continue
         _row_gradient(i, W.shape[1], row_start, row_sample, row_pos, row_vals, col_ids, col_cnt,
-                      col_vals, skip_zero_columns, n_union, compact, tid, grad, mark, cols)
+                      col_vals, col_spans, n_union, compact, tid, grad, mark, cols)
         for j in range(W.shape[1]):
             grad[j] = 0
             mark[j] = 0
@@ -103,12 +103,12 @@ def part_arguments(update_args):
     """From adam_update's arguments: the number of columns of the compact copies
     (made now, in the scratch) and the arguments of ``_update_part`` after it."""
     (W, b, m_W, v_W, m_b, v_b, touched, n_touched, row_start, row_sample, row_pos, row_vals,
-     col_ids, col_cnt, col_vals, skip, out_ids, out_cnt, out_delta, l2, step_size, beta_1, beta_2,
+     col_ids, col_cnt, col_vals, spans, out_ids, out_cnt, out_delta, l2, step_size, beta_1, beta_2,
      epsilon, grad, mark, cols, compact) = update_args
-    n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], skip, n_touched,
+    n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], spans.shape[0] > 0, n_touched,
                             row_start[W.shape[0]], compact)
     return n_union, (W, m_W, v_W, touched, n_touched, row_start, row_sample, row_pos, row_vals,
-                     col_ids, col_cnt, col_vals, skip, step_size, beta_1, beta_2, epsilon, grad,
+                     col_ids, col_cnt, col_vals, spans, step_size, beta_1, beta_2, epsilon, grad,
                      mark, cols, compact)
 
 

@@ -17,7 +17,7 @@ import numba
 from numba import njit, prange
 
 from ._kernels import (_activate, _adam_apply, _adam_row, _bias_gradient, _column_union,
-                       _derivative, _sgd_apply, _sgd_row, DOT_MATH)
+                       _derivative, _sgd_apply, _sgd_row, DOT_MATH, NO_SPANS)
 from ._lsh import _group_by_block, _score_all, _top_by_score
 
 
@@ -143,11 +143,11 @@ def adam_update_blocks(
         for r in range(n_touched):
             i = touched_rows[r]
             _adam_row(Wb[t, i], m_Wb[t, i], v_Wb[t, i], i, width, row_start, row_sample, row_pos,
-                      row_vals, ids, counts, deltas, False, n_union, block_compact, t, grad, mark,
+                      row_vals, ids, counts, deltas, NO_SPANS, n_union, block_compact, t, grad, mark,
                       cols, l2, step_size, beta_1, beta_2, epsilon)
         n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
         _adam_apply(b[lo: lo + width], m_b[lo: lo + width], v_b[lo: lo + width], grad, mark, cols,
-                    n_cols, l2 * 0, step_size, beta_1, beta_2, epsilon)
+                    n_cols, 0, width, l2 * 0, step_size, beta_1, beta_2, epsilon)
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
@@ -167,8 +167,8 @@ def sgd_update_blocks(
         for r in range(n_touched):
             i = touched_rows[r]
             _sgd_row(Wb[t, i], vel_Wb[t, i], i, width, row_start, row_sample, row_pos, row_vals,
-                     ids, counts, deltas, False, n_union, block_compact, t, grad, mark, cols, l2,
+                     ids, counts, deltas, NO_SPANS, n_union, block_compact, t, grad, mark, cols, l2,
                      learning_rate, momentum, nesterov)
         n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
-        _sgd_apply(b[lo: lo + width], vel_b[lo: lo + width], grad, mark, cols, n_cols, l2 * 0,
+        _sgd_apply(b[lo: lo + width], vel_b[lo: lo + width], grad, mark, cols, n_cols, 0, width, l2 * 0,
                    learning_rate, momentum, nesterov)

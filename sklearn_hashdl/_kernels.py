@@ -47,6 +47,14 @@ COMPACT_MAX_COLUMNS = 2048
 # for the order in which the sample-by-sample sums list the columns). MNIST,
 # three hidden layers of 1000 at 0.05: a batch names about 200 columns.
 UNION_STEP_FRACTION = 3
+# Whole dense input rows (a neuron-major first layer's input) come with the
+# span of each row's non-zeros, [first, last + 1): the update skips the zeros
+# outside it, which on MNIST's images are a third of the row. (The forward
+# pass does not: its vectorised dot products would then group a row's terms
+# by where the span of the other sample of its pair starts, and a row's
+# activations would depend on the rows batched with it.)
+# NO_SPANS stands for "no spans": the lists are not whole rows.
+NO_SPANS = np.zeros((0, 2), np.int32)
 # Every kernel is compiled with error_model="numpy": with numba's default
 # ("python"), each float division checks for a zero divisor so as to raise
 # ZeroDivisionError, and that early exit keeps LLVM from vectorising the loop
@@ -114,10 +122,12 @@ def dense_rows_to_lists(X, rows, ids, vals, cnt):
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
-def dense_rows_to_full_lists(X, rows, ids, vals, cnt, nnz, nz_ids, nz_vals):
+def dense_rows_to_full_lists(X, rows, ids, vals, cnt, nnz, nz_ids, nz_vals, spans):
     """Copy the whole rows ``X[rows]`` (zeros included) into level-0 lists, and
     their non-zeros alone into ``nz_ids``, ``nz_vals``; ``nnz[s]`` receives the
-    row's number of non-zeros.
+    row's number of non-zeros and ``spans[s]`` = (first, last + 1) of their
+    columns; (n_columns, 0) for a row of zeros, so that the union of spans by
+    min and max skips it.
 
     For a neuron-major first layer: each active neuron then takes one
     contiguous, vectorised dot product with the row instead of gathering its
@@ -137,6 +147,8 @@ def dense_rows_to_full_lists(X, rows, ids, vals, cnt, nnz, nz_ids, nz_vals):
             m += v != 0
         cnt[s] = n
         nnz[s] = m
+        spans[s, 0] = nz_ids[s, 0] if m > 0 else n
+        spans[s, 1] = nz_ids[s, m - 1] + 1 if m > 0 else 0
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
@@ -473,9 +485,18 @@ def invert_levels(levels, n_rows, layout, ids, cnt, row_start, row_sample, row_p
                 touched_rows[touched_at: touched_at + n_ids])
 
 
+@njit(cache=True, inline="always")
+def _pair_span(spans, has_spans, s0, s1, width):
+    """The columns [first, stop) that cover the non-zeros of whole rows s0 and s1
+    (all ``width`` of them without spans)."""
+    if not has_spans:
+        return 0, width
+    return min(spans[s0, 0], spans[s1, 0]), max(spans[s0, 1], spans[s1, 1])
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids, col_cnt,
-                         col_vals, skip_zero_columns, grad, mark, cols):
+                         col_vals, col_spans, grad, mark, cols):
     """Sum the batch gradient of weight row i into the dense scratch ``grad``.
 
     The gradient of weight (input, neuron) is the sum over samples of input
@@ -484,14 +505,18 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
     lists of the other side: for input-major weights the row is an input
     (row_vals = input values, columns = active neurons and their deltas), for
     neuron-major weights a neuron (row_vals = deltas, columns = active inputs).
-    Returns the number of columns touched, listed in ``cols``, or -1 when a
-    sample listed every column (ids 0..width-1): then summing contiguously is
-    several times faster, and ``mark`` flags the touched columns. A whole dense
-    input row lists its zeros too (``skip_zero_columns``): those columns are
-    not touched, exactly as when the row lists its non-zeros only.
+    Returns (n_cols, first, stop): the number of columns touched, listed in
+    ``cols``, and (0, width); or -1 when a sample listed every column (ids
+    0..width-1): then summing contiguously is several times faster, ``mark``
+    flags the touched columns and all of them lie in [first, stop). Whole
+    dense input rows (``col_spans`` given, not ``NO_SPANS``) list their zeros
+    too: those columns are not touched, exactly as when the row lists its
+    non-zeros only, and each row is summed over the span of its non-zeros.
     """
+    skip_zero_columns = col_spans.shape[0] > 0
     n_cols = 0
     full = False
+    first, stop_at = width, 0  # the union of the whole rows' spans
     e, stop = row_start[i], row_start[i + 1]
     while e < stop:
         s = row_sample[e]
@@ -505,22 +530,31 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
                 # once for both (the update ran 1.05-1.12x faster on MNIST rows,
                 # measured when the pair's terms were summed first); still
                 # added one sample at a time (see _column_union)
-                a1 = row_vals[row_sample[e + 1], row_pos[e + 1]]
-                delta1 = col_vals[row_sample[e + 1]]
-                for q in range(width):
+                s1 = row_sample[e + 1]
+                a1 = row_vals[s1, row_pos[e + 1]]
+                delta1 = col_vals[s1]
+                lo, hi = _pair_span(col_spans, skip_zero_columns, s, s1, width)
+                for k in range(hi - lo):
+                    # an unsigned index needs no check for negative indices, which
+                    # kept LLVM from vectorising a loop from lo (17-19x slower)
+                    q = np.uint64(lo + k)
                     grad[q] = (grad[q] + a * delta[q]) + a1 * delta1[q]
                     if skip_zero_columns:
                         mark[q] |= (delta[q] != 0) | (delta1[q] != 0)
                     else:
                         mark[q] = 1
+                first, stop_at = min(first, lo), max(stop_at, hi)
                 e += 2
                 continue
-            for q in range(width):
+            lo, hi = _pair_span(col_spans, skip_zero_columns, s, s, width)
+            for k in range(hi - lo):
+                q = np.uint64(lo + k)
                 grad[q] += a * delta[q]
                 if skip_zero_columns:
                     mark[q] |= delta[q] != 0
                 else:
                     mark[q] = 1
+            first, stop_at = min(first, lo), max(stop_at, hi)
             e += 1
             continue
         for q in range(col_cnt[s]):
@@ -531,7 +565,9 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
             mark[j] = 1
             grad[j] += a * delta[q]
         e += 1
-    return -1 if full else n_cols
+    if full:
+        return -1, first, max(first, stop_at)
+    return n_cols, 0, width
 
 
 @njit(cache=True, inline="always")
@@ -676,14 +712,16 @@ def _compact_row_gradient(i, row_start, row_sample, row_pos, row_vals, n_union, 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids, col_cnt, col_vals,
-                  skip_zero_columns, n_union, compact, tid, grad, mark, cols):
+                  col_spans, n_union, compact, tid, grad, mark, cols):
     """Row i's batch gradient into ``grad``: over the compact copies when
-    ``_column_union`` made them (n_union >= 0), else sample by sample."""
+    ``_column_union`` made them (n_union >= 0), else sample by sample.
+    Returns (n_cols, first, stop) as ``_weight_row_gradient``."""
     if n_union >= 0:
-        return _compact_row_gradient(i, row_start, row_sample, row_pos, row_vals, n_union,
-                                     compact, tid, grad, mark, cols)
+        n_cols = _compact_row_gradient(i, row_start, row_sample, row_pos, row_vals, n_union,
+                                       compact, tid, grad, mark, cols)
+        return n_cols, 0, width
     return _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids,
-                                col_cnt, col_vals, skip_zero_columns, grad, mark, cols)
+                                col_cnt, col_vals, col_spans, grad, mark, cols)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -709,9 +747,10 @@ def _adam_rule(w, m, v, g, step_size, beta_1, beta_2, keep_1, keep_2, epsilon):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2, epsilon):
+def _adam_apply(w, m, v, grad, mark, cols, n_cols, first, stop, l2, step_size, beta_1, beta_2,
+                epsilon):
     """sklearn's Adam rule on the marked entries, listed in ``cols[:n_cols]``
-    (unlisted when n_cols is -1); clears the scratch."""
+    (unlisted when n_cols is -1, and all in columns [first, stop)); clears the scratch."""
     # float32 constants: "1 - beta_1" alone would compute in float64
     keep_1, keep_2 = np.float32(1) - beta_1, np.float32(1) - beta_2
     if n_cols < 0 or n_cols * DENSE_ROW_FRACTION > w.shape[0]:
@@ -720,7 +759,8 @@ def _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2
         # once, before any store: re-reading m[j] in the select after the store
         # to w[j] (which LLVM cannot prove apart) made the select a conditional
         # load, and the loop ran 1.7-2x slower.
-        for j in range(w.shape[0]):
+        for k in range(stop - first):
+            j = np.uint64(first + k)  # unsigned: vectorised (see _weight_row_gradient)
             w_old, m_old, v_old = w[j], m[j], v[j]
             w_new, m_new, v_new = _adam_rule(w_old, m_old, v_old, grad[j] + l2 * w_old,
                                              step_size, beta_1, beta_2, keep_1, keep_2, epsilon)
@@ -749,12 +789,15 @@ def _sgd_rule(w, vel, g, learning_rate, momentum, nesterov):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, nesterov):
+def _sgd_apply(w, vel, grad, mark, cols, n_cols, first, stop, l2, learning_rate, momentum,
+               nesterov):
     """sklearn's SGD-with-momentum rule on the marked entries, listed in
-    ``cols[:n_cols]`` (unlisted when n_cols is -1); clears the scratch."""
+    ``cols[:n_cols]`` (unlisted when n_cols is -1, and all in columns [first,
+    stop)); clears the scratch."""
     if n_cols < 0 or n_cols * DENSE_ROW_FRACTION > w.shape[0]:
         # the whole row, vectorised by a select (see _adam_apply)
-        for j in range(w.shape[0]):
+        for k in range(stop - first):
+            j = np.uint64(first + k)
             w_old, vel_old = w[j], vel[j]
             w_new, vel_new = _sgd_rule(w_old, vel_old, grad[j] + l2 * w_old, learning_rate,
                                        momentum, nesterov)
@@ -819,7 +862,7 @@ def _sgd_union(w, vel, n_union, compact, tid, l2, learning_rate, momentum, neste
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _adam_row(w, m, v, i, width, row_start, row_sample, row_pos, row_vals, col_ids, col_cnt,
-              col_vals, skip_zero_columns, n_union, compact, tid, grad, mark, cols, l2, step_size,
+              col_vals, col_spans, n_union, compact, tid, grad, mark, cols, l2, step_size,
               beta_1, beta_2, epsilon):
     """Row i's batch gradient and Adam step on its weights ``w`` and moments
     (``width`` columns of them in use)."""
@@ -827,15 +870,16 @@ def _adam_row(w, m, v, i, width, row_start, row_sample, row_pos, row_vals, col_i
         _compact_sums(i, row_start, row_sample, row_pos, row_vals, n_union, compact, tid)
         _adam_union(w, m, v, n_union, compact, tid, l2, step_size, beta_1, beta_2, epsilon)
         return
-    n_cols = _row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids,
-                           col_cnt, col_vals, skip_zero_columns, n_union, compact, tid, grad,
-                           mark, cols)
-    _adam_apply(w, m, v, grad, mark, cols, n_cols, l2, step_size, beta_1, beta_2, epsilon)
+    n_cols, first, stop = _row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids,
+                                        col_cnt, col_vals, col_spans, n_union, compact, tid, grad,
+                                        mark, cols)
+    _adam_apply(w, m, v, grad, mark, cols, n_cols, first, stop, l2, step_size, beta_1, beta_2,
+                epsilon)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _sgd_row(w, vel, i, width, row_start, row_sample, row_pos, row_vals, col_ids, col_cnt,
-             col_vals, skip_zero_columns, n_union, compact, tid, grad, mark, cols, l2,
+             col_vals, col_spans, n_union, compact, tid, grad, mark, cols, l2,
              learning_rate, momentum, nesterov):
     """Row i's batch gradient and SGD step on its weights ``w`` and velocities
     (``width`` columns of them in use)."""
@@ -843,57 +887,61 @@ def _sgd_row(w, vel, i, width, row_start, row_sample, row_pos, row_vals, col_ids
         _compact_sums(i, row_start, row_sample, row_pos, row_vals, n_union, compact, tid)
         _sgd_union(w, vel, n_union, compact, tid, l2, learning_rate, momentum, nesterov)
         return
-    n_cols = _row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids,
-                           col_cnt, col_vals, skip_zero_columns, n_union, compact, tid, grad,
-                           mark, cols)
-    _sgd_apply(w, vel, grad, mark, cols, n_cols, l2, learning_rate, momentum, nesterov)
+    n_cols, first, stop = _row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col_ids,
+                                        col_cnt, col_vals, col_spans, n_union, compact, tid, grad,
+                                        mark, cols)
+    _sgd_apply(w, vel, grad, mark, cols, n_cols, first, stop, l2, learning_rate, momentum,
+               nesterov)
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def adam_update(
     W, b, m_W, v_W, m_b, v_b, touched_rows, n_touched, row_start, row_sample, row_pos,
-    row_vals, col_ids, col_cnt, col_vals, skip_zero_columns, out_ids, out_cnt, out_delta, l2,
+    row_vals, col_ids, col_cnt, col_vals, col_spans, out_ids, out_cnt, out_delta, l2,
     step_size, beta_1, beta_2, epsilon, grad_scratch, mark_scratch, cols_scratch, compact,
 ):
     """Lazy Adam: update only the weights and biases the batch touched.
 
     Rows of W (inputs, or neurons for neuron-major W) are split over threads,
-    see ``_weight_row_gradient``; the biases follow the active neurons
+    see ``_weight_row_gradient`` (``col_spans``: the spans of whole dense input
+    rows, or ``NO_SPANS``); the biases follow the active neurons
     ``out_ids`` and their deltas. ``l2`` is alpha / sum(sample weights) (no
     penalty on biases, as sklearn); ``step_size`` is the bias-corrected learning
     rate of sklearn's AdamOptimizer for this step.
     """
-    n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], skip_zero_columns, n_touched,
-                            row_start[W.shape[0]], compact)
+    n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], col_spans.shape[0] > 0,
+                            n_touched, row_start[W.shape[0]], compact)
     for r in prange(n_touched):
         tid = numba.get_thread_id()
         grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
         i = touched_rows[r]
         _adam_row(W[i], m_W[i], v_W[i], i, W.shape[1], row_start, row_sample, row_pos, row_vals,
-                  col_ids, col_cnt, col_vals, skip_zero_columns, n_union, compact, tid, grad, mark,
+                  col_ids, col_cnt, col_vals, col_spans, n_union, compact, tid, grad, mark,
                   cols, l2, step_size, beta_1, beta_2, epsilon)
     grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
     n_cols = _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols)
-    _adam_apply(b, m_b, v_b, grad, mark, cols, n_cols, l2 * 0, step_size, beta_1, beta_2, epsilon)
+    _adam_apply(b, m_b, v_b, grad, mark, cols, n_cols, 0, b.shape[0], l2 * 0, step_size, beta_1,
+                beta_2, epsilon)
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def sgd_update(
     W, b, vel_W, vel_b, touched_rows, n_touched, row_start, row_sample, row_pos,
-    row_vals, col_ids, col_cnt, col_vals, skip_zero_columns, out_ids, out_cnt, out_delta, l2,
+    row_vals, col_ids, col_cnt, col_vals, col_spans, out_ids, out_cnt, out_delta, l2,
     learning_rate, momentum, nesterov, grad_scratch, mark_scratch, cols_scratch, compact,
 ):
     """Lazy SGD with (Nesterov) momentum on the weights and biases the batch touched
     (arguments as ``adam_update``)."""
-    n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], skip_zero_columns, n_touched,
-                            row_start[W.shape[0]], compact)
+    n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], col_spans.shape[0] > 0,
+                            n_touched, row_start[W.shape[0]], compact)
     for r in prange(n_touched):
         tid = numba.get_thread_id()
         grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
         i = touched_rows[r]
         _sgd_row(W[i], vel_W[i], i, W.shape[1], row_start, row_sample, row_pos, row_vals,
-                 col_ids, col_cnt, col_vals, skip_zero_columns, n_union, compact, tid, grad, mark,
+                 col_ids, col_cnt, col_vals, col_spans, n_union, compact, tid, grad, mark,
                  cols, l2, learning_rate, momentum, nesterov)
     grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
     n_cols = _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols)
-    _sgd_apply(b, vel_b, grad, mark, cols, n_cols, l2 * 0, learning_rate, momentum, nesterov)
+    _sgd_apply(b, vel_b, grad, mark, cols, n_cols, 0, b.shape[0], l2 * 0, learning_rate, momentum,
+               nesterov)

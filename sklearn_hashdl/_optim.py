@@ -60,7 +60,7 @@ class SparseOptimizer:
         )
 
     def update_layer(self, layer, W, b, step_size, l2, index, row_vals, columns, outputs, scratch,
-                     neuron_major=False, skip_zero_columns=False):
+                     neuron_major=False, col_spans=_kernels.NO_SPANS):
         """Apply the batch gradient of one layer to the weights it touched.
 
         ``W`` is the C-contiguous weight matrix as the kernels see it (rows are
@@ -68,8 +68,8 @@ class SparseOptimizer:
         row (see ``_kernels.invert_lists``) and ``row_vals`` holds each row
         owner's factor; ``columns`` are the other side's lists (ids, counts,
         values) and ``outputs`` the layer's active neurons (ids, counts, deltas)
-        for the biases; ``skip_zero_columns`` when the columns are whole dense
-        input rows. See ``_kernels._weight_row_gradient``.
+        for the biases; ``col_spans`` the spans of the non-zeros when the
+        columns are whole dense input rows. See ``_kernels._weight_row_gradient``.
         """
         touched_rows, n_touched, row_start, row_sample, row_pos = index
         col_ids, col_cnt, col_vals = columns
@@ -82,7 +82,7 @@ class SparseOptimizer:
             return s[name][layer].T if neuron_major else s[name][layer]
 
         lists = (touched_rows, n_touched, row_start, row_sample, row_pos,
-                 row_vals, col_ids, col_cnt, col_vals, skip_zero_columns, out_ids, out_cnt,
+                 row_vals, col_ids, col_cnt, col_vals, col_spans, out_ids, out_cnt,
                  out_delta)
         if self.solver == "adam":
             _kernels.adam_update(

@@ -117,6 +117,10 @@ class Workspace:
         # (ids, values, counts) of the batch when level 0 holds whole rows, else None
         self.nz_ids = np.zeros((B, input_width), np.int32) if self.whole_rows else None
         self.nz_vals = np.zeros((B, input_width), np.float32) if self.whole_rows else None
+        # for a neuron-major first layer, the span of each input row's non-zeros
+        # (see _kernels.NO_SPANS): the update sums and steps a whole dense row over
+        # it only; a CSR row spans every column
+        self.spans0 = np.zeros((B, 2), np.int32) if self.whole_rows else _kernels.NO_SPANS
         self.nonzeros = None
         # deltas of level 0 (the input) are never needed
         self.delta = [None] + [np.zeros((B, w), np.float32) for w in widths[1:]]
@@ -220,6 +224,11 @@ class Workspace:
         writing a level's id lists)."""
         self._n_touched[slice(None) if level is None else level] = -1
 
+    def whole_row_spans(self, level):
+        """The spans of ``level``'s rows for the kernels: ``spans0`` for the input
+        of a neuron-major first layer, else ``_kernels.NO_SPANS``."""
+        return self.spans0 if level == 0 else _kernels.NO_SPANS
+
     def load_inputs(self, X, rows):
         """Put the non-zeros of X[rows] (float32 ndarray or SparseRows) into level 0,
         or whole dense rows for a neuron-major first layer."""
@@ -229,9 +238,11 @@ class Workspace:
         ids, vals, cnt = self.ids[0], self.vals[0], self.cnt[0]
         if isinstance(X, SparseRows):
             _kernels.csr_rows_to_lists(X.data, X.indices, X.indptr, rows, ids, vals, cnt)
+            if self.whole_rows:
+                self.spans0[:, 0], self.spans0[:, 1] = 0, X.shape[1]
         elif self.whole_rows:
             _kernels.dense_rows_to_full_lists(X, rows, ids, vals, cnt, self.nnz0, self.nz_ids,
-                                              self.nz_vals)
+                                              self.nz_vals, self.spans0)
             B = len(rows)
             self.nonzeros = (self.nz_ids[:B], self.nz_vals[:B], self.nnz0[:B])
             return
@@ -534,7 +545,7 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         else:
             optimizer.update_layer(i, network.kernel_weights(i), b, step_size, l2, index, row_vals,
                                    columns, outputs, scratch, network.neuron_major[i],
-                                   i == 0 and ws.whole_rows)
+                                   ws.whole_row_spans(i))
     timer.mark("update")
 
     for i in range(n_layers):

@@ -26,6 +26,9 @@ SAMPLES = [({0: 0.5, 1: -1.5}, list(range(70))), ({0: 2.0}, [75, 76, 97]), ({2: 
 # 19 columns in all, at most 1 in UNION_STEP_FRACTION of the 100: rows 0, 1 and 2
 # meet 18, 15 and 2 of them
 FEW_COLUMNS = [({0: 0.5, 1: -1.5}, list(range(0, 30, 2))), ({0: 2.0}, [3, 5, 27]), ({2: 1.25}, [5, 7])]
+# as whole rows, columns 0-69, 75-97 and 5-7 span the non-zeros (row 0 sums two of
+# them in one pass over their union), and a sample with no columns is a row of zeros
+WITH_ZERO_ROW = SAMPLES + [({3: 1.0, 2: 0.5}, [])]
 
 
 def _batch(rng, samples=SAMPLES):
@@ -60,6 +63,20 @@ def _reference_gradients(rows, cols):
     return (grad_W, touched_W), (grad_b, touched_b)
 
 
+def _whole_rows(col_ids, col_vals, col_cnt):
+    """The column lists as whole dense rows, zeros included, as the batch loader
+    writes them for a neuron-major first layer: ((ids, counts, values), spans)."""
+    B = len(col_cnt)
+    dense = np.zeros((B, WIDTH), np.float32)
+    for s in range(B):
+        dense[s, col_ids[s, : col_cnt[s]]] = col_vals[s, : col_cnt[s]]
+    ids, vals, nz_ids, nz_vals = (np.zeros((B, WIDTH), dtype) for dtype in (np.int32, np.float32) * 2)
+    cnt, nnz, spans = np.zeros(B, np.int32), np.zeros(B, np.int32), np.zeros((B, 2), np.int32)
+    _kernels.dense_rows_to_full_lists(dense, np.arange(B, dtype=np.int64), ids, vals, cnt, nnz, nz_ids,
+                                      nz_vals, spans)
+    return (ids, cnt, vals), spans
+
+
 def _kernel_lists(rows, cols, whole_rows=False, compact=True):
     """The kernels' arguments; with ``whole_rows`` the columns are given as whole
     rows, zeros included (as a neuron-major first layer sees its dense input).
@@ -72,23 +89,21 @@ def _kernel_lists(rows, cols, whole_rows=False, compact=True):
     n_touched = _kernels.invert_lists(row_ids, row_cnt, N_ROWS, row_start, row_sample, row_pos, touched)
     scratch = tuple(_thread_scratch(8, WIDTH, dtype) for dtype in (np.float32, np.uint8, np.int32))
     scratch += (compact_scratch(8, len(col_cnt), WIDTH, WIDTH if compact else 0),)
-    columns = (col_ids, col_cnt, col_vals)
+    columns, spans = (col_ids, col_cnt, col_vals), _kernels.NO_SPANS
     if whole_rows:
-        B = len(col_cnt)
-        dense = np.zeros((B, WIDTH), np.float32)
-        for s in range(B):
-            dense[s, col_ids[s, : col_cnt[s]]] = col_vals[s, : col_cnt[s]]
-        columns = (np.tile(np.arange(WIDTH, dtype=np.int32), (B, 1)), np.full(B, WIDTH, np.int32), dense)
+        columns, spans = _whole_rows(col_ids, col_vals, col_cnt)
     # the biases follow the column lists either way
-    lists = (touched, n_touched, row_start, row_sample, row_pos, row_vals, *columns, whole_rows,
+    lists = (touched, n_touched, row_start, row_sample, row_pos, row_vals, *columns, spans,
              col_ids, col_cnt, col_vals)
     return lists, scratch
 
 
 @pytest.mark.parametrize("whole_rows, compact, samples, touched_per_row", [
     (False, True, SAMPLES, [73, 70, 2, 0]), (False, False, SAMPLES, [73, 70, 2, 0]),
-    (True, False, SAMPLES, [73, 70, 2, 0]), (False, True, FEW_COLUMNS, [18, 15, 2, 0])],
-    ids=["compact column lists", "scattered column lists", "whole rows", "compact, few columns"])
+    (True, False, SAMPLES, [73, 70, 2, 0]), (False, True, FEW_COLUMNS, [18, 15, 2, 0]),
+    (True, False, WITH_ZERO_ROW, [73, 70, 2, 0])],
+    ids=["compact column lists", "scattered column lists", "whole rows", "compact, few columns",
+         "whole rows, one of zeros"])
 @pytest.mark.parametrize("solver", ["adam", "sgd", "sgd_nesterov"])
 def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_rows, compact, samples,
                                                                touched_per_row):
@@ -236,3 +251,18 @@ def test_union_step_equals_the_other_paths_bit_for_bit(solver):
         results.append(arrays)
     for with_union_step, sample_by_sample in zip(*results):
         np.testing.assert_array_equal(with_union_step, sample_by_sample)
+
+
+def test_whole_row_spans_cover_each_rows_non_zeros():
+    X = np.array([[0, 0, 1, 0, 2, 0], [0, 0, 0, 0, 0, 0], [3, 1, 1, 1, 1, 4], [0, 0, 0, 0, 0, 5]],
+                 np.float32)
+    B, n = X.shape
+    ids, vals, nz_ids, nz_vals = (np.zeros((B, n), dtype) for dtype in (np.int32, np.float32) * 2)
+    cnt, nnz, spans = np.zeros(B, np.int32), np.zeros(B, np.int32), np.zeros((B, 2), np.int32)
+    _kernels.dense_rows_to_full_lists(X, np.arange(B, dtype=np.int64), ids, vals, cnt, nnz, nz_ids,
+                                      nz_vals, spans)
+    # a row of zeros spans nothing, as (n, 0): the union of spans by min and max skips it
+    assert spans.tolist() == [[2, 5], [n, 0], [0, n], [5, 6]]
+    np.testing.assert_array_equal(vals, X)
+    assert cnt.tolist() == [n] * B and nnz.tolist() == [2, 0, 6, 1]
+
