@@ -509,9 +509,10 @@ def _weight_row_gradient(i, width, row_start, row_sample, row_pos, row_vals, col
     ``cols``, and (0, width); or -1 when a sample listed every column (ids
     0..width-1): then summing contiguously is several times faster, ``mark``
     flags the touched columns and all of them lie in [first, stop). Whole
-    dense input rows (``col_spans`` given, not ``NO_SPANS``) list their zeros
-    too: those columns are not touched, exactly as when the row lists its
-    non-zeros only, and each row is summed over the span of its non-zeros.
+    dense input rows (``col_spans`` given, not ``NO_SPANS``, and then every row
+    is whole) list their zeros too: those columns are not touched, exactly as
+    when the row lists its non-zeros only, and each row is summed over the span
+    of its non-zeros.
     """
     skip_zero_columns = col_spans.shape[0] > 0
     n_cols = 0
