@@ -172,7 +172,9 @@ class LayoutChooser:
     def layout(self):
         """Store the blocks apart for the next batch?"""
         if self.left == 0:
-            for apart in (False, True):
+            # the layout trained in first: probing it needs no switch (a switch
+            # costs about two batches, and warm-up batches after it)
+            for apart in (self.apart, not self.apart):
                 if len(self.seconds[apart]) < self.probe:
                     return self._switch(apart)
             in_one_matrix, apart = (np.median(seconds) for seconds in self.seconds)

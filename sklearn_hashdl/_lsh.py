@@ -64,25 +64,40 @@ def make_hyperplanes(random_state, n_inputs, K, L, mips=False):
     return random_state.standard_normal((n_rows, K * L)).astype(np.float32)
 
 
-def neuron_codes(W, b, hyperplanes, K, L, mips=False):
+# neurons hashed per matrix product: the chunks are fixed, so the codes do not
+# depend on how many threads share them out (each chunk's product rounds alike)
+CODE_CHUNK = 1024
+
+
+def neuron_codes(W, b, hyperplanes, K, L, mips=False, map_chunks=map):
     """Bucket code of every neuron in every table, shape (n_neurons, L), int32.
 
-    One matrix product: sign([W.T, b] @ hyperplanes) for input-major W (d, n). With ``mips``, rows are first
-    scaled by the largest row norm and extended by sqrt(1 - |row|^2) (the
-    asymmetric MIPS transform); the query side then appends a 0.
+    Matrix products sign([W.T, b] @ hyperplanes) for input-major W (d, n), one per
+    chunk of CODE_CHUNK neurons; ``map_chunks(function, chunks)`` runs them
+    (e.g. a thread pool's ``map``: the products release the GIL). With ``mips``,
+    rows are first scaled by the largest row norm and extended by
+    sqrt(1 - |row|^2) (the asymmetric MIPS transform); the query side then
+    appends a 0.
     """
-    d = W.shape[0]
+    d, n = W.shape
+    codes = np.empty((n, L), np.int32)
     if mips:
-        rows = np.concatenate([W.T, b[:, None]], axis=1)
-        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-        scale = norms.max() if norms.max() > 0 else 1.0
-        rows = rows / scale
-        extra = np.sqrt(np.maximum(0.0, 1.0 - (norms / scale) ** 2)).astype(np.float32)
-        projections = rows @ hyperplanes[: d + 1] + extra[:, None] * hyperplanes[d + 1]
-    else:
-        projections = W.T @ hyperplanes[:d] + b[:, None] * hyperplanes[d]
-    bits = (projections > 0).reshape(W.shape[1], L, K).astype(np.int32)
-    return (bits << np.arange(K, dtype=np.int32)).sum(axis=2).astype(np.int32)
+        norms = np.sqrt(np.einsum("ij,ij->j", W, W) + b * b)
+        scale = norms.max() if n and norms.max() > 0 else 1.0
+
+    def hash_chunk(lo):
+        hi = min(n, lo + CODE_CHUNK)
+        if mips:
+            rows = np.concatenate([W[:, lo:hi].T, b[lo:hi, None]], axis=1) / scale
+            extra = np.sqrt(np.maximum(0.0, 1.0 - (norms[lo:hi] / scale) ** 2)).astype(np.float32)
+            projections = rows @ hyperplanes[: d + 1] + extra[:, None] * hyperplanes[d + 1]
+        else:
+            projections = W[:, lo:hi].T @ hyperplanes[:d] + b[lo:hi, None] * hyperplanes[d]
+        bits = (projections > 0).reshape(hi - lo, L, K).astype(np.int32)
+        codes[lo:hi] = (bits << np.arange(K, dtype=np.int32)).sum(axis=2)
+
+    list(map_chunks(hash_chunk, range(0, n, CODE_CHUNK)))
+    return codes
 
 
 # a table keeps at most 2**SPARE_BUCKET_BITS buckets per neuron (rounded up to a

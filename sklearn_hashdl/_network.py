@@ -9,7 +9,9 @@ never written to.
 
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
@@ -149,15 +151,18 @@ class Network:
     def rebuild_tables(self, i):
         """Rehash every neuron of layer i; returns the multiply-adds spent.
 
-        On one BLAS thread: OpenBLAS's threads busy-wait about 0.1 s after a
-        call, taking a core from the training kernels that follow (two-thread
-        fits of a 4096-wide LSH layer on MNIST: 1.90 s per epoch, 1.49 s on one
-        BLAS thread), and the product's last bits, so the buckets, could
-        otherwise change with the number of BLAS threads.
+        The products run on one BLAS thread each, in chunks of neurons shared
+        out among the fit's threads (``numba.get_num_threads()``): OpenBLAS's own
+        threads busy-wait about 0.1 s after a call, taking a core from the
+        training kernels that follow (two-thread fits of a 4096-wide LSH layer
+        on MNIST: 1.90 s per epoch, 1.49 s on one BLAS thread), and the
+        product's last bits, so the buckets, could change with their number;
+        the chunks are the same whatever the number of threads.
         """
         W, b = self.weights[i], self.biases[i]
-        with one_blas_thread():
-            codes = _lsh.neuron_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips)
+        n_threads = max(1, min(numba.get_num_threads(), -(-W.shape[1] // _lsh.CODE_CHUNK)))
+        with one_blas_thread(), ThreadPoolExecutor(n_threads) as pool:
+            codes = _lsh.neuron_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips, pool.map)
         _lsh.build_tables(codes, self.K, self.offsets[i], self.neuron_ids[i])
         return W.shape[1] * (W.shape[0] + 1) * self.K * self.L
 

@@ -153,15 +153,15 @@ def test_the_layout_chooser_measures_then_trains_in_the_faster_layout():
     for batch in range(23):
         apart = chooser.layout()
         layouts.append(apart)
-        # the one matrix is faster in the first cycle, blocks apart in the second;
+        # blocks apart are faster in the first cycle, the one matrix in the second;
         # the first batch after a switch is slow, and must not count
-        faster = (batch < 12) != apart
-        first = batch in (0, 4, 8, 15)
+        faster = (batch < 12) == apart
+        first = batch in (0, 4, 15)
         chooser.record(apart, 9.0 if first else 1.0 if faster else 1.2)
     F, T = False, True
-    # probes of 1 + 3 batches, 4 exploited; the second cycle's probe of the one
-    # matrix needs no warm-up, as the weights stayed in it
-    assert layouts == [F] * 4 + [T] * 4 + [F] * 4 + [F] * 3 + [T] * 4 + [T] * 4
+    # probes of 1 + 3 batches, 4 exploited; the second cycle probes the layout
+    # the weights are in first, without warm-up, then the other one
+    assert layouts == [F] * 4 + [T] * 4 + [T] * 4 + [T] * 3 + [F] * 4 + [F] * 4
 
 
 class _Alternating(LayoutChooser):

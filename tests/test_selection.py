@@ -100,6 +100,34 @@ def test_tables_hold_every_neuron_once_per_table():
             assert np.all(codes[bucket, t] == c)
 
 
+@pytest.mark.parametrize("mips", [False, True])
+def test_neuron_codes_are_the_signs_of_the_projections_whatever_the_threads(monkeypatch, mips):
+    # the products run chunk by chunk, on a thread each when rebuild_tables has
+    # threads: chunks of 64 neurons here (one shorter), computed out of order
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(_lsh, "CODE_CHUNK", 64)
+    rng = np.random.RandomState(3)
+    W, b = glorot_init(rng, N_IN, N_OUT, "relu")
+    K, L = 4, 5
+    planes = _lsh.make_hyperplanes(rng, N_IN, K, L, mips)
+    rows = np.hstack([W.T, b[:, None]]).astype(np.float64)
+    if mips:
+        norms = np.linalg.norm(rows, axis=1)
+        rows = np.hstack([rows / norms.max(), np.sqrt(1 - (norms / norms.max()) ** 2)[:, None]])
+    projections = rows @ planes
+    expected = ((projections > 0).reshape(N_OUT, L, K) << np.arange(K)).sum(axis=2)
+    clear = (np.abs(projections) > 1e-4).reshape(N_OUT, L, K).all(axis=2)  # float32 agrees there
+    assert clear.mean() > 0.9
+
+    in_order = _lsh.neuron_codes(W, b, planes, K, L, mips)
+    np.testing.assert_array_equal(in_order[clear], expected[clear])
+    with ThreadPoolExecutor(3) as pool:
+        reversed_map = lambda hash_chunk, starts: pool.map(hash_chunk, list(starts)[::-1])  # noqa: E731
+        np.testing.assert_array_equal(_lsh.neuron_codes(W, b, planes, K, L, mips, reversed_map),
+                                      in_order)
+
+
 def test_long_codes_are_hashed_into_a_table_sized_for_the_neurons():
     net, ws, _ = _setup(_lsh.SELECT_LSH, K=20, L=4)
     n_buckets = 1 << (int(np.ceil(np.log2(N_OUT))) + _lsh.SPARE_BUCKET_BITS)  # 2048, not 2**20
