@@ -17,7 +17,9 @@ It prints milliseconds per call (median of ``--repeats``), for one and two threa
 - a bare Adam sweep over the same rows, with the bytes it moves per second: the
   memory system's limit for this work (the weight and both moments, read and written);
 - ``forward_layer_grouped``: the layer's forward pass;
-- ``select_active``: LSH selection (K=6, L=10) on the rows' non-zeros.
+- ``select_active``: LSH selection (K=6, L=10) on the rows' non-zeros;
+- ``rehash products``: the layer's bucket codes for its tables (``neuron_codes``),
+  its matrix products a chunk of neurons per thread.
 
     python benchmarks/bench_kernels.py --hidden 4096
     python benchmarks/bench_kernels.py --hidden 16384 --repeats 20
@@ -32,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from sklearn_hashdl import _kernels, _lsh
+from sklearn_hashdl._network import layer_codes
 from sklearn_hashdl._train import _thread_scratch, compact_scratch
 from sklearn_hashdl.compare import load_dataset
 
@@ -138,6 +141,11 @@ def selection_call(b, K=6, L=10):
             np.zeros(BATCH, np.int64), False, 0, 0, b["out_vals"], *scratch)
 
 
+def rehash_planes(b, K=6, L=10):
+    """(hyperplanes, K, L) of the layer's LSH tables."""
+    return _lsh.make_hyperplanes(np.random.RandomState(0), b["W"].shape[1], K, L), K, L
+
+
 def kernel_calls(b):
     """(name, kernel, arguments) of every kernel timed."""
     touched, n_touched = b["index"][:2]
@@ -157,6 +165,7 @@ def kernel_calls(b):
         ("forward_layer_grouped", _kernels.forward_layer_grouped,
          (b["W"], b["bias"], b["x_ids"], b["x_vals"], b["x_cnt"], *b["index"], 3, b["out_vals"])),
         ("select_active (lsh)", _lsh.select_active, selection_call(b)),
+        ("rehash products", layer_codes, (b["W"].T, b["bias"], *rehash_planes(b))),
     ]
 
 

@@ -46,5 +46,5 @@ def selection_recall(estimator, X, max_rows=1024, seed=0):
 
 def _select(network, ws, levels, i, mode, seed):
     select_layer(network, ws, i, levels[i], levels[i + 1], mode, network.n_active[i],
-                 np.uint64(seed), ws.row_keys, ws.select_cost)
+                 np.uint64(seed), ws.row_keys, ws.select_cost[i])
     return ws.ids[i + 1]

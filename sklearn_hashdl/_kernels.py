@@ -96,6 +96,23 @@ def sum_of_squares(values):
 
 
 @njit(nogil=True, cache=True)
+def batch_counts(cnt, nnz0, select_cost, n_rows, pairs, active, selected):
+    """A batch's counts per layer i, over its first n_rows samples: the (active
+    input, active neuron) pairs, sum of cnt[i + 1, s] times the inputs (nnz0[s]
+    for layer 0, else cnt[i, s]); the active neurons, sum of cnt[i + 1, s]; and
+    the selection's multiply-adds, sum of select_cost[i, s]. (One call in place
+    of a dozen NumPy reductions, which cost more than the kernels of a small batch.)"""
+    for i in range(pairs.shape[0]):
+        n_pairs, n_active, cost = 0, 0, 0
+        for s in range(n_rows):
+            n_inputs = nnz0[s] if i == 0 else cnt[i, s]
+            n_pairs += np.int64(cnt[i + 1, s]) * n_inputs
+            n_active += cnt[i + 1, s]
+            cost += select_cost[i, s]
+        pairs[i], active[i], selected[i] = n_pairs, n_active, cost
+
+
+@njit(nogil=True, cache=True)
 def fingerprint(words):
     """A 64-bit sum of the words, each times a distinct odd number: any one
     changed word changes it (the cached prediction network's check for fitted

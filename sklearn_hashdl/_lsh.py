@@ -64,40 +64,54 @@ def make_hyperplanes(random_state, n_inputs, K, L, mips=False):
     return random_state.standard_normal((n_rows, K * L)).astype(np.float32)
 
 
-# neurons hashed per matrix product: the chunks are fixed, so the codes do not
-# depend on how many threads share them out (each chunk's product rounds alike)
+# neurons hashed per matrix product: each chunk's product runs on one thread, so
+# the codes do not depend on how many threads share the chunks out
 CODE_CHUNK = 1024
 
 
-def neuron_codes(W, b, hyperplanes, K, L, mips=False, map_chunks=map):
+def neuron_codes(W, b, hyperplanes, K, L, mips=False):
     """Bucket code of every neuron in every table, shape (n_neurons, L), int32.
 
-    Matrix products sign([W.T, b] @ hyperplanes) for input-major W (d, n), one per
-    chunk of CODE_CHUNK neurons; ``map_chunks(function, chunks)`` runs them
-    (e.g. a thread pool's ``map``: the products release the GIL). With ``mips``,
-    rows are first scaled by the largest row norm and extended by
-    sqrt(1 - |row|^2) (the asymmetric MIPS transform); the query side then
-    appends a 0.
+    sign([W.T, b] @ hyperplanes) for input-major W (d, n), by matrix products over
+    chunks of CODE_CHUNK neurons shared among numba's threads (``_chunk_codes``;
+    the caller keeps BLAS on one thread). With ``mips``, rows are first scaled by
+    the largest row norm and extended by sqrt(1 - |row|^2) (the asymmetric MIPS
+    transform); the query side then appends a 0.
     """
     d, n = W.shape
-    codes = np.empty((n, L), np.int32)
     if mips:
         norms = np.sqrt(np.einsum("ij,ij->j", W, W) + b * b)
         scale = norms.max() if n and norms.max() > 0 else 1.0
-
-    def hash_chunk(lo):
-        hi = min(n, lo + CODE_CHUNK)
-        if mips:
-            rows = np.concatenate([W[:, lo:hi].T, b[lo:hi, None]], axis=1) / scale
-            extra = np.sqrt(np.maximum(0.0, 1.0 - (norms[lo:hi] / scale) ** 2)).astype(np.float32)
-            projections = rows @ hyperplanes[: d + 1] + extra[:, None] * hyperplanes[d + 1]
-        else:
-            projections = W[:, lo:hi].T @ hyperplanes[:d] + b[lo:hi, None] * hyperplanes[d]
-        bits = (projections > 0).reshape(hi - lo, L, K).astype(np.int32)
-        codes[lo:hi] = (bits << np.arange(K, dtype=np.int32)).sum(axis=2)
-
-    list(map_chunks(hash_chunk, range(0, n, CODE_CHUNK)))
+        extra = np.sqrt(np.maximum(0.0, 1.0 - (norms / scale) ** 2)).astype(np.float32)
+        extra_plane = hyperplanes[d + 1]
+    else:
+        scale, extra, extra_plane = 1.0, np.zeros(n, np.float32), np.zeros(K * L, np.float32)
+    codes = np.empty((n, L), np.int32)
+    _chunk_codes(np.ascontiguousarray(W.T), b, np.ascontiguousarray(hyperplanes[:d]), hyperplanes[d],
+                 np.float32(1 / scale), extra, extra_plane, K, CODE_CHUNK, codes)
     return codes
+
+
+@njit(nogil=True, parallel=True, cache=True)
+def _chunk_codes(rows, b, planes, bias_plane, inv_scale, extra, extra_plane, K, chunk, codes):
+    """codes[j, t]: bit k set where (rows[j] @ planes + b[j] bias_plane) * inv_scale
+    + extra[j] extra_plane is positive in column t * K + k. One matrix product per
+    chunk of neurons, on numba's threads: Python threads lost their gain to
+    numba's worker, which spins for a while after each training kernel."""
+    n, L = codes.shape
+    for c in prange((n + chunk - 1) // chunk):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        products = np.dot(rows[lo:hi], planes)
+        for j in range(hi - lo):
+            for t in range(L):
+                code = 0
+                for k in range(K):
+                    p = t * K + k
+                    z = (products[j, p] + b[lo + j] * bias_plane[p]) * inv_scale + extra[lo + j] * extra_plane[p]
+                    if z > 0:
+                        code |= 1 << k
+                codes[lo + j, t] = code
 
 
 # a table keeps at most 2**SPARE_BUCKET_BITS buckets per neuron (rounded up to a

@@ -8,10 +8,9 @@ never written to.
 """
 
 import functools
+import importlib
 import math
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
@@ -149,20 +148,9 @@ class Network:
         return self.hyperplanes[i], self.offsets[i], self.neuron_ids[i]
 
     def rebuild_tables(self, i):
-        """Rehash every neuron of layer i; returns the multiply-adds spent.
-
-        The products run on one BLAS thread each, in chunks of neurons shared
-        out among the fit's threads (``numba.get_num_threads()``): OpenBLAS's own
-        threads busy-wait about 0.1 s after a call, taking a core from the
-        training kernels that follow (two-thread fits of a 4096-wide LSH layer
-        on MNIST: 1.90 s per epoch, 1.49 s on one BLAS thread), and the
-        product's last bits, so the buckets, could change with their number;
-        the chunks are the same whatever the number of threads.
-        """
+        """Rehash every neuron of layer i; returns the multiply-adds spent."""
         W, b = self.weights[i], self.biases[i]
-        n_threads = max(1, min(numba.get_num_threads(), -(-W.shape[1] // _lsh.CODE_CHUNK)))
-        with one_blas_thread(), ThreadPoolExecutor(n_threads) as pool:
-            codes = _lsh.neuron_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips, pool.map)
+        codes = layer_codes(W, b, self.hyperplanes[i], self.K, self.L, self.mips)
         _lsh.build_tables(codes, self.K, self.offsets[i], self.neuron_ids[i])
         return W.shape[1] * (W.shape[0] + 1) * self.K * self.L
 
@@ -179,14 +167,26 @@ class Network:
 @functools.cache
 def _blas_controller():
     # made once: threadpoolctl's threadpool_limits scans the loaded libraries on
-    # every call (about 3 ms, paid per rehash and per epoch); NumPy's BLAS, the
-    # one these products use, is loaded before this module is imported
+    # every call (about 3 ms, paid per rehash and per epoch). The rehash products
+    # are numba's np.dot, which calls SciPy's BLAS: loaded first, so that the scan
+    # finds it (NumPy's is loaded before this module is imported)
+    importlib.import_module("scipy.linalg.cython_blas")
     return ThreadpoolController()
 
 
 def one_blas_thread():
     """Context in which BLAS calls (NumPy's matrix products) run on one thread."""
     return _blas_controller().limit(limits=1, user_api="blas")
+
+
+def layer_codes(W, b, hyperplanes, K, L, mips=False):
+    """``_lsh.neuron_codes`` with BLAS on one thread: its products run on numba's
+    threads, a chunk each. OpenBLAS's own threads busy-wait about 0.1 s after a
+    call, taking a core from the training kernels that follow (two-thread fits of
+    a 4096-wide LSH layer on MNIST: 1.90 s per epoch, 1.49 s on one BLAS thread),
+    and the product's last bits, so the buckets, could change with their number."""
+    with one_blas_thread():
+        return _lsh.neuron_codes(W, b, hyperplanes, K, L, mips)
 
 
 _NO_PLANES = np.zeros((1, 1), np.float32)

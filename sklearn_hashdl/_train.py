@@ -141,6 +141,7 @@ class Workspace:
         self._index_layout = np.array([ids_at, widths, sizes, starts_at, pairs_at, touched_at],
                                       np.int64).T.copy()
         self._n_touched = np.full(len(widths), -1, np.int64)  # -1: not grouped
+        self._index_views = [self._index_arrays(level) for level in range(len(widths))]
         # Visit touched rows last to first (see TrainingRun: asynchronous workers
         # sweep the shared weights in opposite directions)
         self.descending = descending
@@ -162,7 +163,12 @@ class Workspace:
         self.proj = _thread_scratch(n_threads, n_planes, np.float32)
         self.scores = _thread_scratch(n_threads, max_out, np.float32)
         self.cand_scores = _thread_scratch(n_threads, max_out, np.float32)
-        self.select_cost = np.zeros(B, np.int64)
+        # each layer's selection cost (multiply-adds) per sample, and the batch's
+        # counts per layer (_kernels.batch_counts)
+        self.select_cost = np.zeros((network.n_layers, B), np.int64)
+        self.pairs, self.active, self.selected = (np.zeros(network.n_layers, np.int64)
+                                                  for _ in range(3))
+        self.flop_passes = flop_passes(network)
         self._block_scratch = None  # made on first use (block_scratch)
         self._scratch_blocks = None  # the blocks it was last sized for
         # per-row keys of the selection's random choices: the row's position
@@ -192,19 +198,23 @@ class Workspace:
         ``_kernels.invert_lists``. The forward pass of a neuron-major layer and
         the updates of the layers on either side of a level group it the same
         way, so the index is kept until the level's lists change."""
-        at = self._index_layout[level]
-        n_ids, n_pairs = at[_kernels.N_IDS], self.ids[level].size
-        starts, pairs = at[_kernels.STARTS_AT], at[_kernels.PAIRS_AT]
-        touched = self._touched[at[_kernels.TOUCHED_AT]:][:n_ids]
-        row_start = self._row_start[starts:][: n_ids + 1]
-        row_sample, row_pos = self._row_sample[pairs:][:n_pairs], self._row_pos[pairs:][:n_pairs]
+        touched, row_start, row_sample, row_pos = self._index_views[level]
         if self._n_touched[level] < 0:
             # one level: on this thread (a parallel call for it ran 2x slower)
             self._n_touched[level] = _kernels.invert_lists(
-                self.ids[level], self.cnt[level][: self.n_rows], n_ids, row_start, row_sample, row_pos,
-                touched)
+                self.ids[level], self.cnt[level][: self.n_rows], len(touched), row_start, row_sample,
+                row_pos, touched)
             self._reverse_if_descending([level])
         return touched, int(self._n_touched[level]), row_start, row_sample, row_pos
+
+    def _index_arrays(self, level):
+        """Views of level ``level``'s index in the flat arrays: (touched, row_start,
+        row_sample, row_pos), made once (slicing them per batch cost 10 us)."""
+        at = self._index_layout[level]
+        n_ids, n_pairs = at[_kernels.N_IDS], self.ids[level].size
+        starts, pairs = at[_kernels.STARTS_AT], at[_kernels.PAIRS_AT]
+        return (self._touched[at[_kernels.TOUCHED_AT]:][:n_ids], self._row_start[starts:][: n_ids + 1],
+                self._row_sample[pairs:][:n_pairs], self._row_pos[pairs:][:n_pairs])
 
     def invert_levels(self, levels):
         """Group those of ``levels`` not yet grouped, in one call (a thread each)."""
@@ -352,12 +362,11 @@ def input_width(X):
     return max(1, X.shape[1])
 
 
-def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTimer(), labels=None,
-                  blocks=None):
+def forward_batch(network, ws, n_rows, seed, row_keys, timer=_NoTimer(), labels=None, blocks=None):
     """Select and compute every layer's active neurons for the batch in ``ws`` level 0.
 
     Returns the levels as (ids, values, counts) views; the last level holds the
-    output logits. Selection costs are added to ``flops['sparse']`` when given.
+    output logits. Layer i's selection costs go to ``ws.select_cost[i]``.
     In training, ``labels`` = (Targets, batch rows): a sparse output layer then
     always includes each sample's true labels. ``blocks`` ({layer: BlockedLayer},
     from ``_blocks.column_blocks``) holds the layers whose blocks are stored apart.
@@ -371,17 +380,15 @@ def forward_batch(network, ws, n_rows, seed, row_keys, flops=None, timer=_NoTime
         computed = False
         if i in blocks:
             computed = select_blocks(network, ws, i, levels[i], levels[i + 1], blocks,
-                                     ws.select_cost[:B])
+                                     ws.select_cost[i, :B])
         elif network.is_sparse(i):
             computed = select_layer(network, ws, i, levels[i], levels[i + 1], network.selection[i],
                                     network.n_selected(i), np.uint64(seed + i), row_keys,
-                                    ws.select_cost[:B])
+                                    ws.select_cost[i, :B])
         if network.is_sparse(i):
             if network.n_selected(i) < network.n_active[i]:
                 _lsh.add_random(out_ids, out_cnt, network.n_active[i], network.layer_sizes[i + 1],
                                 np.uint64(seed + i + 500), row_keys, ws.mark)
-            if flops is not None:
-                flops["sparse"] += int(ws.select_cost[:B].sum())
             if is_output and labels is not None:
                 targets, rows = labels
                 _kernels.add_true_labels(out_ids, out_cnt, rows, targets.ptr, targets.ids, ws.mark)
@@ -493,8 +500,7 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
     if blocks:
         block_scratch = ws.block_scratch(network, blocks)
         block_ptr, local_ids = block_scratch.block_ptr[:, :B], block_scratch.local_ids[:, :B]
-    levels = forward_batch(network, ws, B, seed, ws.row_keys[:B], flops, timer, (targets, rows),
-                           blocks)
+    levels = forward_batch(network, ws, B, seed, ws.row_keys[:B], timer, (targets, rows), blocks)
     weight_sum = float(sample_weight.sum())
 
     out_delta = ws.delta[n_layers][:B]
@@ -552,17 +558,27 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
                                    ws.whole_row_spans(i))
     timer.mark("update")
 
-    for i in range(n_layers):
-        in_counts = ws.nnz0[:B] if i == 0 else levels[i][2]
-        pairs = int(np.dot(levels[i + 1][2].astype(np.int64), in_counts))
-        dense_pairs = B * network.weights[i].size
-        passes = 3 if i > 0 else 2  # forward, weight gradient, and input deltas past layer 0
-        flops["dense"] += passes * dense_pairs
-        if network.is_sparse(i) and selection_computes_activations(network, i, network.selection[i]):
-            passes -= 1  # the selection's scores were the forward pass (counted in its cost)
-        flops["sparse"] += passes * pairs
+    _kernels.batch_counts(ws._cnt, ws.nnz0, ws.select_cost, B, ws.pairs, ws.active, ws.selected)
+    dense_passes, sparse_passes, selecting = ws.flop_passes
+    flops["dense"] += B * int(dense_passes)
+    flops["sparse"] += int(np.dot(ws.pairs, sparse_passes)) + int(ws.selected[selecting].sum())
     timer.mark("bookkeeping")
     return loss
+
+
+def flop_passes(network):
+    """How training counts multiply-adds: (dense ones per sample; per layer, the
+    passes over its (active input, active neuron) pairs; the layers whose
+    selection costs count). Passes: forward, weight gradient, and input deltas
+    past layer 0, less the forward pass where the selection's scores were it
+    (counted in the selection's cost)."""
+    passes = np.array([3 if i > 0 else 2 for i in range(network.n_layers)], np.int64)
+    dense = int(np.dot(passes, [W.size for W in network.weights]))
+    selecting = np.array([network.is_sparse(i) for i in range(network.n_layers)])
+    for i in np.flatnonzero(selecting):
+        if selection_computes_activations(network, i, network.selection[i]):
+            passes[i] -= 1
+    return dense, passes, selecting
 
 
 class TrainingRun:
@@ -596,6 +612,7 @@ class TrainingRun:
         self.n_batches = 0
         self.flops = {"sparse": initial_flops, "dense": 0}
         self.active_sum = np.zeros(network.n_layers)
+        self.layer_widths = np.array([W.shape[1] for W in network.weights])
         self.n_trained = 0
         self.timer = phase_timer if phase_timer is not None else _NoTimer()
         self._lock = threading.Lock()
@@ -680,8 +697,7 @@ class TrainingRun:
             self._loss_sum += loss * n_rows
             self._l2_batches += n_rows / float(weights.sum())
             self.n_trained += len(rows)
-            for i in range(self.network.n_layers):
-                self.active_sum[i] += ws.cnt[i + 1][: len(rows)].sum() / self.network.weights[i].shape[1]
+            self.active_sum += ws.active / self.layer_widths
         return True
 
     def _train_asynchronously(self, batches):

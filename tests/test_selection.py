@@ -1,12 +1,13 @@
 """The selection kernel: every strategy returns k distinct neurons per sample,
 exact re-ranking returns the true top-k, and LSH ranks by collision count."""
 
+import numba
 import numpy as np
 import pytest
 from numba import njit
 
 from sklearn_hashdl import _lsh
-from sklearn_hashdl._network import Network, glorot_init
+from sklearn_hashdl._network import Network, glorot_init, layer_codes
 from sklearn_hashdl._train import Workspace, select_layer
 
 N_IN, N_OUT, K_ACTIVE, BATCH = 30, 200, 12, 16
@@ -31,7 +32,7 @@ def _select(net, ws, seed=7):
     inputs = (ws.ids[0], ws.vals[0], ws.cnt[0])
     outputs = (ws.ids[1], ws.vals[1], ws.cnt[1])
     select_layer(net, ws, 0, inputs, outputs, net.selection[0], K_ACTIVE, np.uint64(seed),
-                 ws.row_keys, ws.select_cost)
+                 ws.row_keys, ws.select_cost[0])
     return [ws.ids[1][s, : ws.cnt[1][s]].copy() for s in range(BATCH)]
 
 
@@ -102,10 +103,8 @@ def test_tables_hold_every_neuron_once_per_table():
 
 @pytest.mark.parametrize("mips", [False, True])
 def test_neuron_codes_are_the_signs_of_the_projections_whatever_the_threads(monkeypatch, mips):
-    # the products run chunk by chunk, on a thread each when rebuild_tables has
-    # threads: chunks of 64 neurons here (one shorter), computed out of order
-    from concurrent.futures import ThreadPoolExecutor
-
+    # the products run a chunk of neurons per numba thread: chunks of 64 here (the
+    # last one shorter), on one thread and on two
     monkeypatch.setattr(_lsh, "CODE_CHUNK", 64)
     rng = np.random.RandomState(3)
     W, b = glorot_init(rng, N_IN, N_OUT, "relu")
@@ -120,12 +119,16 @@ def test_neuron_codes_are_the_signs_of_the_projections_whatever_the_threads(monk
     clear = (np.abs(projections) > 1e-4).reshape(N_OUT, L, K).all(axis=2)  # float32 agrees there
     assert clear.mean() > 0.9
 
-    in_order = _lsh.neuron_codes(W, b, planes, K, L, mips)
-    np.testing.assert_array_equal(in_order[clear], expected[clear])
-    with ThreadPoolExecutor(3) as pool:
-        reversed_map = lambda hash_chunk, starts: pool.map(hash_chunk, list(starts)[::-1])  # noqa: E731
-        np.testing.assert_array_equal(_lsh.neuron_codes(W, b, planes, K, L, mips, reversed_map),
-                                      in_order)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = layer_codes(W, b, planes, K, L, mips)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = layer_codes(W, b, planes, K, L, mips)
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(one[clear], expected[clear])
+    np.testing.assert_array_equal(two, one)
 
 
 def test_long_codes_are_hashed_into_a_table_sized_for_the_neurons():
@@ -171,11 +174,11 @@ def test_rehash_schedule_interval_grows():
 def test_multiprobe_reads_neighbouring_buckets():
     net, ws, X = _setup(_lsh.SELECT_LSH_RERANK, K=4, L=2)
     single = _select(net, ws)
-    single_cost = ws.select_cost.copy()
+    single_cost = ws.select_cost[0].copy()
     net.n_probes = 3
     multi = _select(net, ws)
     # more buckets read per table, and never a worse best candidate
-    assert np.all(ws.select_cost >= single_cost) and np.any(ws.select_cost > single_cost)
+    assert np.all(ws.select_cost[0] >= single_cost) and np.any(ws.select_cost[0] > single_cost)
     Z = X @ net.weights[0] + net.biases[0]
     for s in range(BATCH):
         assert Z[s, multi[s]].max() >= Z[s, single[s]].max() - 1e-6 or len(single[s]) < K_ACTIVE

@@ -54,3 +54,19 @@ def test_thread_scratch_rows_have_pages_of_their_own(width, dtype):
     assert scratch.shape[0] == 3 and scratch.shape[1] >= width and not scratch.any()
     assert scratch.ctypes.data % PAGE_BYTES == 0 and scratch.strides[0] % PAGE_BYTES == 0
     assert scratch.strides[0] - width * scratch.itemsize >= PAGE_BYTES
+
+
+def test_batch_counts_sum_each_layers_pairs_active_neurons_and_selection_cost():
+    from sklearn_hashdl import _kernels
+
+    rng = np.random.RandomState(0)
+    n_layers, B, n_rows = 3, 16, 11  # rows past n_rows are stale and must not count
+    cnt = rng.randint(0, 50, size=(n_layers + 1, B)).astype(np.int32)
+    nnz0 = rng.randint(0, 30, size=B).astype(np.int32)
+    select_cost = rng.randint(0, 10**6, size=(n_layers, B)).astype(np.int64)
+    pairs, active, selected = (np.full(n_layers, -1, np.int64) for _ in range(3))
+    _kernels.batch_counts(cnt, nnz0, select_cost, n_rows, pairs, active, selected)
+    inputs = np.vstack([nnz0, cnt[1:n_layers]]).astype(np.int64)[:, :n_rows]
+    np.testing.assert_array_equal(pairs, (cnt[1:, :n_rows] * inputs).sum(axis=1))
+    np.testing.assert_array_equal(active, cnt[1:, :n_rows].sum(axis=1))
+    np.testing.assert_array_equal(selected, select_cost[:, :n_rows].sum(axis=1))
