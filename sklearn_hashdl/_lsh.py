@@ -104,11 +104,12 @@ def _chunk_codes(rows, b, planes, bias_plane, inv_scale, extra, extra_plane, K, 
         hi = min(n, lo + chunk)
         products = np.dot(rows[lo:hi], planes)
         for j in range(hi - lo):
+            bias, extra_j = b[lo + j], extra[lo + j]
             for t in range(L):
                 code = 0
                 for k in range(K):
                     p = t * K + k
-                    z = (products[j, p] + b[lo + j] * bias_plane[p]) * inv_scale + extra[lo + j] * extra_plane[p]
+                    z = (products[j, p] + bias * bias_plane[p]) * inv_scale + extra_j * extra_plane[p]
                     if z > 0:
                         code |= 1 << k
                 codes[lo + j, t] = code
