@@ -156,12 +156,17 @@ class LayoutChooser:
     weights into the caches of the threads that own them now. Splitting the
     arrays and joining them back costs about as much as copying them three
     times (3 x 1000: about 18 ms, two batches).
+    The first ``settle`` batches of a fit train in the one matrix, untimed: a
+    new network's first batches are slower in either layout, and probing
+    them favoured the layout probed second (3 x 1000 on MNIST: batches 0-9
+    took 10-11 ms, 10-19 about 7.8 and later ones 7.1-7.5).
     """
 
-    def __init__(self, probe=8, exploit=256, warm_up=2):
+    def __init__(self, probe=8, exploit=256, warm_up=2, settle=20):
         self.probe, self.exploit, self.warm_up = probe, exploit, warm_up
         self.seconds = ([], [])  # batch times measured in the one matrix, and apart
-        self.apart, self.left = False, 0  # the choice, and batches left to train with it
+        # the choice, and batches left to train with it before measuring again
+        self.apart, self.left = False, settle
         self.last = None  # the layout given for the last batch
         self.restart()
 

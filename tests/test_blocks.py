@@ -148,7 +148,7 @@ def test_blocks_are_written_back_when_training_fails():
 
 
 def test_the_layout_chooser_measures_then_trains_in_the_faster_layout():
-    chooser = LayoutChooser(probe=3, exploit=4, warm_up=1)
+    chooser = LayoutChooser(probe=3, exploit=4, warm_up=1, settle=0)
     layouts = []
     for batch in range(23):
         apart = chooser.layout()
@@ -162,6 +162,19 @@ def test_the_layout_chooser_measures_then_trains_in_the_faster_layout():
     # probes of 1 + 3 batches, 4 exploited; the second cycle probes the layout
     # the weights are in first, without warm-up, then the other one
     assert layouts == [F] * 4 + [T] * 4 + [T] * 4 + [T] * 3 + [F] * 4 + [F] * 4
+
+
+def test_the_layout_chooser_does_not_time_a_fits_first_batches():
+    chooser = LayoutChooser(probe=2, exploit=4, warm_up=0, settle=3)
+    layouts = []
+    for batch in range(10):
+        apart = chooser.layout()
+        layouts.append(apart)
+        # the first batches are slow whatever the layout; after them, the one
+        # matrix is faster: timing them would have picked blocks apart
+        chooser.record(apart, 9.0 if batch < 3 else 1.2 if apart else 1.0)
+    F, T = False, True
+    assert layouts == [F] * 3 + [F] * 2 + [T] * 2 + [F] * 3
 
 
 class _Alternating(LayoutChooser):
