@@ -96,12 +96,16 @@ def sum_of_squares(values):
 
 
 @njit(nogil=True, cache=True)
-def batch_counts(cnt, nnz0, select_cost, n_rows, pairs, active, selected):
+def batch_counts(cnt, nnz0, select_cost, n_rows, passes, selecting, pairs, active, selected):
     """A batch's counts per layer i, over its first n_rows samples: the (active
     input, active neuron) pairs, sum of cnt[i + 1, s] times the inputs (nnz0[s]
     for layer 0, else cnt[i, s]); the active neurons, sum of cnt[i + 1, s]; and
-    the selection's multiply-adds, sum of select_cost[i, s]. (One call in place
-    of a dozen NumPy reductions, which cost more than the kernels of a small batch.)"""
+    the selection's multiply-adds, sum of select_cost[i, s]. Returns the
+    batch's multiply-adds: ``passes[i]`` over layer i's pairs, plus the
+    selection's where ``selecting[i]`` (see ``_train.flop_passes``). (One call
+    in place of a dozen NumPy reductions, which cost more than the kernels of a
+    small batch.)"""
+    total = 0
     for i in range(pairs.shape[0]):
         n_pairs, n_active, cost = 0, 0, 0
         for s in range(n_rows):
@@ -110,6 +114,8 @@ def batch_counts(cnt, nnz0, select_cost, n_rows, pairs, active, selected):
             n_active += cnt[i + 1, s]
             cost += select_cost[i, s]
         pairs[i], active[i], selected[i] = n_pairs, n_active, cost
+        total += passes[i] * n_pairs + (cost if selecting[i] else 0)
+    return total
 
 
 @njit(nogil=True, cache=True)
@@ -257,7 +263,9 @@ def output_loss_and_delta(out_ids, logits, out_cnt, rows, label_ptr, label_ids, 
     labels, the hard negatives the selection found and random ones.
     ``delta = (p - y) * w_s / sum(w)`` so that the weight gradients are those
     of the weighted mean loss, as in sklearn's MLP. ``loss[s]`` is sample s's
-    unweighted log loss (summed over the active outputs), in float64.
+    unweighted log loss (summed over the active outputs), in float64. Returns
+    the sum of the samples' losses times their weights, added in sample order
+    (the same on any number of threads).
     """
     eps = np.finfo(np.float32).eps
     for s in prange(out_cnt.shape[0]):
@@ -293,6 +301,10 @@ def output_loss_and_delta(out_ids, logits, out_cnt, rows, label_ptr, label_ids, 
         loss[s] = total
         for e in range(label_ptr[r], label_ptr[r + 1]):
             y_of[label_ids[e]] = 0
+    weighted = 0.0
+    for s in range(out_cnt.shape[0]):
+        weighted += loss[s] * sample_weight[s]
+    return weighted
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")

@@ -65,8 +65,11 @@ def test_batch_counts_sum_each_layers_pairs_active_neurons_and_selection_cost():
     nnz0 = rng.randint(0, 30, size=B).astype(np.int32)
     select_cost = rng.randint(0, 10**6, size=(n_layers, B)).astype(np.int64)
     pairs, active, selected = (np.full(n_layers, -1, np.int64) for _ in range(3))
-    _kernels.batch_counts(cnt, nnz0, select_cost, n_rows, pairs, active, selected)
+    passes, selecting = np.array([2, 3, 1], np.int64), np.array([True, False, True])
+    total = _kernels.batch_counts(cnt, nnz0, select_cost, n_rows, passes, selecting, pairs, active,
+                                  selected)
     inputs = np.vstack([nnz0, cnt[1:n_layers]]).astype(np.int64)[:, :n_rows]
     np.testing.assert_array_equal(pairs, (cnt[1:, :n_rows] * inputs).sum(axis=1))
     np.testing.assert_array_equal(active, cnt[1:, :n_rows].sum(axis=1))
     np.testing.assert_array_equal(selected, select_cost[:, :n_rows].sum(axis=1))
+    assert total == np.dot(passes, pairs) + selected[selecting].sum()
