@@ -22,11 +22,21 @@ class SparseOptimizer:
         self.solver = params["solver"]
         self.params = params
         self.state = state
+        # the rule's constants as the kernels take them, made once (not per batch)
+        if self.solver == "adam":
+            self._constants = tuple(np.float32(params[name]) for name in ("beta_1", "beta_2", "epsilon"))
+        else:
+            self._constants = (np.float32(params["momentum"]), bool(params["nesterovs_momentum"]))
 
     @property
     def weight_state(self):
         """Names of the state arrays shaped like the weights."""
         return ("m_W", "v_W") if self.solver == "adam" else ("vel_W",)
+
+    @property
+    def bias_state(self):
+        """Names of the state arrays shaped like the biases."""
+        return ("m_b", "v_b") if self.solver == "adam" else ("vel_b",)
 
     @classmethod
     def new_state(cls, params, weights, biases):
@@ -71,33 +81,15 @@ class SparseOptimizer:
         for the biases; ``col_spans`` the spans of the non-zeros when the
         columns are whole dense input rows. See ``_kernels._weight_row_gradient``.
         """
-        touched_rows, n_touched, row_start, row_sample, row_pos = index
-        col_ids, col_cnt, col_vals = columns
-        out_ids, out_cnt, out_delta = outputs
         grad, mark, cols, compact = scratch
-        s, p = self.state, self.params
-
-        def state(name):
-            # moments are stored like the weights: kernels see them the same way
-            return s[name][layer].T if neuron_major else s[name][layer]
-
-        lists = (touched_rows, n_touched, row_start, row_sample, row_pos,
-                 row_vals, col_ids, col_cnt, col_vals, col_spans, out_ids, out_cnt,
-                 out_delta)
-        if self.solver == "adam":
-            _kernels.adam_update(
-                W, b, state("m_W"), state("v_W"), s["m_b"][layer], s["v_b"][layer], *lists,
-                np.float32(l2), np.float32(step_size),
-                np.float32(p["beta_1"]), np.float32(p["beta_2"]), np.float32(p["epsilon"]),
-                grad, mark, cols, compact,
-            )
-        else:
-            _kernels.sgd_update(
-                W, b, state("vel_W"), s["vel_b"][layer], *lists,
-                np.float32(l2), np.float32(step_size),
-                np.float32(p["momentum"]), bool(p["nesterovs_momentum"]),
-                grad, mark, cols, compact,
-            )
+        s = self.state
+        # moments are stored like the weights: kernels see them the same way
+        weight_state = [s[name][layer].T if neuron_major else s[name][layer]
+                        for name in self.weight_state]
+        update = _kernels.adam_update if self.solver == "adam" else _kernels.sgd_update
+        bias_state = [s[name][layer] for name in self.bias_state]
+        update(W, b, *weight_state, *bias_state, *index, row_vals, *columns, col_spans, *outputs,
+               np.float32(l2), np.float32(step_size), *self._constants, grad, mark, cols, compact)
 
     def update_blocked_layer(self, layer, blocked, b, step_size, l2, index, row_vals, outputs,
                              scratch):
@@ -108,24 +100,13 @@ class SparseOptimizer:
         block lists, block compact sums)."""
         touched_rows, n_touched, row_start, row_sample, row_pos = index
         local_ids, block_ptr, out_delta = outputs
-        grad, mark, cols, lists, compact = scratch
-        s, p = self.state, self.params
         n_pairs = row_start[blocked.layout.n_rows]
-        batch = (touched_rows, n_touched, n_pairs, row_start, row_sample, row_pos, row_vals,
-                 local_ids, out_delta, block_ptr, np.float32(l2))
-        if self.solver == "adam":
-            _block_kernels.adam_update_blocks(
-                blocked.W, blocked.state["m_W"], blocked.state["v_W"], blocked.layout.starts, b,
-                s["m_b"][layer], s["v_b"][layer], *batch, np.float32(step_size),
-                np.float32(p["beta_1"]), np.float32(p["beta_2"]), np.float32(p["epsilon"]),
-                grad, mark, cols, lists, compact,
-            )
-        else:
-            _block_kernels.sgd_update_blocks(
-                blocked.W, blocked.state["vel_W"], blocked.layout.starts, b, s["vel_b"][layer],
-                *batch, np.float32(step_size), np.float32(p["momentum"]),
-                bool(p["nesterovs_momentum"]), grad, mark, cols, lists, compact,
-            )
+        update = (_block_kernels.adam_update_blocks if self.solver == "adam"
+                  else _block_kernels.sgd_update_blocks)
+        update(blocked.W, *(blocked.state[name] for name in self.weight_state), blocked.layout.starts,
+               b, *(self.state[name][layer] for name in self.bias_state), touched_rows, n_touched,
+               n_pairs, row_start, row_sample, row_pos, row_vals, local_ids, out_delta, block_ptr,
+               np.float32(l2), np.float32(step_size), *self._constants, *scratch)
 
     def iteration_ends(self, samples_seen):
         """End-of-epoch learning-rate rule ('invscaling' for SGD, as sklearn)."""

@@ -177,6 +177,19 @@ class Workspace:
         # the threads its kernels run on, set where that count is chosen (asking
         # numba each batch took 10 us)
         self.n_threads = numba.get_num_threads()
+        self._views = {}  # batch size -> BatchViews
+
+    def views(self, n_rows):
+        """The buffers cut to a batch of ``n_rows`` (``BatchViews``), made once per size:
+        cutting them per batch took a tenth of the batch loop's Python."""
+        views = self._views.get(n_rows)
+        if views is None:
+            B = n_rows
+            views = self._views[B] = BatchViews(
+                [(ids[:B], vals[:B], cnt[:B]) for ids, vals, cnt in zip(self.ids, self.vals, self.cnt)],
+                [None] + [delta[:B] for delta in self.delta[1:]],
+                list(self.select_cost[:, :B]), self.row_keys[:B], self.loss[:B])
+        return views
 
     def block_scratch(self, network, blocks):
         """Scratch of the kernels of the column-blocked layers ``blocks`` ({layer:
@@ -303,6 +316,16 @@ def _thread_scratch(n_threads, width, dtype):
     return _zeros_on_pages(n_threads * row_bytes // itemsize, dtype).reshape(n_threads, -1)
 
 
+class BatchViews(NamedTuple):
+    """A Workspace's buffers cut to one batch size (``Workspace.views``)."""
+
+    levels: list  # per level, (ids, values, counts)
+    delta: list  # per level, the deltas (None for the input)
+    select_cost: list  # per layer, the selection's multiply-adds per sample
+    row_keys: np.ndarray
+    loss: np.ndarray
+
+
 class BlockScratch:
     """Buffers of the column-blocked layers' kernels (``_block_kernels``) for up to
     ``n_blocks`` blocks of ``width`` neurons, ``n_active`` of them active per
@@ -321,6 +344,7 @@ class BlockScratch:
         # (from the selection of the layer below)
         self.block_ptr = np.zeros((n_levels, B, n_blocks + 1), np.int32)
         self.local_ids = np.zeros((n_levels, B, n_active), np.int32)
+        self._cuts = {}
         # backward: each block's share of the input deltas, unrounded (the
         # one-matrix kernel sums in float64 too: float32 weights times numba's
         # integer 0 start a float64 sum)
@@ -338,6 +362,15 @@ class BlockScratch:
                         stacked_apart(n_blocks, B, n_words, np.uint64),
                         _thread_scratch(n_blocks, n_columns, np.float32),
                         _thread_scratch(n_blocks, n_words, np.uint64))
+
+    def runs(self, n_rows):
+        """Per level, (block_ptr, local_ids) of the first ``n_rows`` samples (made once
+        per batch size)."""
+        cuts = self._cuts.get(n_rows)
+        if cuts is None:
+            cuts = self._cuts[n_rows] = [(ptr[:n_rows], ids[:n_rows])
+                                         for ptr, ids in zip(self.block_ptr, self.local_ids)]
+        return cuts
 
 
 def compact_scratch(n_threads, batch_size, max_width, max_columns=_kernels.COMPACT_MAX_COLUMNS):
@@ -374,20 +407,20 @@ def forward_batch(network, ws, n_rows, seed, row_keys, timer=_NoTimer(), labels=
     always includes each sample's true labels. ``blocks`` ({layer: BlockedLayer},
     from ``_blocks.column_blocks``) holds the layers whose blocks are stored apart.
     """
-    B = n_rows
     blocks = blocks or {}
-    levels = [(ws.ids[i][:B], ws.vals[i][:B], ws.cnt[i][:B]) for i in range(network.n_layers + 1)]
+    views = ws.views(n_rows)
+    levels = views.levels
     for i in range(network.n_layers):
         out_ids, out_vals, out_cnt = levels[i + 1]
         is_output = i == network.n_layers - 1
         computed = False
         if i in blocks:
             computed = select_blocks(network, ws, i, levels[i], levels[i + 1], blocks,
-                                     ws.select_cost[i, :B])
+                                     views.select_cost[i])
         elif network.is_sparse(i):
             computed = select_layer(network, ws, i, levels[i], levels[i + 1], network.selection[i],
                                     network.n_selected(i), np.uint64(seed + i), row_keys,
-                                    ws.select_cost[i, :B])
+                                    views.select_cost[i])
         if network.is_sparse(i):
             if network.n_selected(i) < network.n_active[i]:
                 _lsh.add_random(out_ids, out_cnt, network.n_active[i], network.layer_sizes[i + 1],
@@ -433,11 +466,11 @@ def select_blocks(network, ws, i, inputs, outputs, blocks, cost):
     ws.lists_changed(i + 1)
     scratch, layer = ws.block_scratch(network, blocks), blocks[i]
     in_nnz = ws.nnz0[: in_cnt.shape[0]] if i == 0 else in_cnt
+    block_ptr, local_ids = scratch.runs(in_cnt.shape[0])[i + 1]
     _block_kernels.select_exact_blocks(
         layer.W, layer.layout.starts, network.biases[i], in_ids, in_vals, in_cnt, in_nnz,
         network.n_active[i], network.activation_code, out_ids, out_vals, out_cnt,
-        scratch.block_ptr[i + 1][: in_cnt.shape[0]], scratch.local_ids[i + 1][: in_cnt.shape[0]],
-        cost, scratch.scores, scratch.all_ids,
+        block_ptr, local_ids, cost, scratch.scores, scratch.all_ids,
         ws.scores, ws.ties, ws.pool,
     )
     return True
@@ -501,18 +534,20 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
     B = len(rows)
     n_layers = network.n_layers
     blocks = blocks or {}
+    views = ws.views(B)
     if blocks:
         block_scratch = ws.block_scratch(network, blocks)
-        block_ptr, local_ids = block_scratch.block_ptr[:, :B], block_scratch.local_ids[:, :B]
-    levels = forward_batch(network, ws, B, seed, ws.row_keys[:B], timer, (targets, rows), blocks)
+        runs = block_scratch.runs(B)  # per level, (block_ptr, local_ids)
+    levels = forward_batch(network, ws, B, seed, views.row_keys, timer, (targets, rows), blocks)
     if weight_sum is None:
         weight_sum = float(sample_weight.sum())
 
-    out_delta = ws.delta[n_layers][:B]
+    delta = views.delta
+    out_delta = delta[n_layers]
     out_ids, logits, out_cnt = levels[n_layers]
     loss = _kernels.output_loss_and_delta(
         out_ids, logits, out_cnt, rows, targets.ptr, targets.ids, targets.values,
-        sample_weight, np.float32(weight_sum), network.softmax, ws.target, out_delta, ws.loss[:B],
+        sample_weight, np.float32(weight_sum), network.softmax, ws.target, out_delta, views.loss,
     ) / weight_sum
     timer.mark("loss")
 
@@ -521,16 +556,17 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         out_ids, _, out_cnt = levels[i + 1]
         lists = (in_ids, in_vals, in_cnt, out_ids, out_cnt)
         if i in blocks:
+            block_ptr, local_ids = runs[i + 1]
             _block_kernels.backward_blocks(
-                blocks[i].W, in_ids, in_vals, in_cnt, local_ids[i + 1], block_ptr[i + 1],
-                ws.delta[i + 1][:B], network.activation_code, block_scratch.partial, ws.delta[i][:B])
+                blocks[i].W, in_ids, in_vals, in_cnt, local_ids, block_ptr, delta[i + 1],
+                network.activation_code, block_scratch.partial, delta[i])
         elif network.neuron_major[i]:
-            _kernels.backward_layer_by_neuron(network.kernel_weights(i), *lists, ws.delta[i + 1][:B],
-                                              network.activation_code, ws.delta[i][:B])
+            _kernels.backward_layer_by_neuron(network.kernel_weights(i), *lists, delta[i + 1],
+                                              network.activation_code, delta[i])
         else:
             _kernels.backward_layer(network.kernel_weights(i), *lists, not network.is_sparse(i),
-                                    network.block_width(i), ws.delta[i + 1][:B],
-                                    network.activation_code, ws.delta[i][:B])
+                                    network.block_width(i), delta[i + 1],
+                                    network.activation_code, delta[i])
     timer.mark("backward")
 
     if step_size is None:
@@ -547,15 +583,16 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         b = network.biases[i]
         in_ids, in_vals, in_cnt = levels[i]
         inputs = (in_ids, in_cnt, in_vals)
-        outputs = (levels[i + 1][0], levels[i + 1][2], ws.delta[i + 1][:B])  # ids, counts, deltas
+        outputs = (levels[i + 1][0], levels[i + 1][2], delta[i + 1])  # ids, counts, deltas
         if network.neuron_major[i]:
             (_, _, row_vals), columns = outputs, inputs
         else:
             (_, _, row_vals), columns = inputs, outputs
         index = ws.inverted(row_levels[i])
         if i in blocks:
+            block_ptr, local_ids = runs[i + 1]
             optimizer.update_blocked_layer(i, blocks[i], b, step_size, l2, index, row_vals,
-                                           (local_ids[i + 1], block_ptr[i + 1], outputs[2]),
+                                           (local_ids, block_ptr, outputs[2]),
                                            (ws.grad, ws.mark, ws.cols, block_scratch.lists,
                                             block_scratch.compact))
         else:
@@ -606,7 +643,11 @@ class TrainingRun:
                  seed, initial_flops=0, n_workers=1):
         self.network, self.optimizer, self.schedule = network, optimizer, schedule
         self.X, self.targets, self.sample_weight = X, targets, sample_weight
+        # most fits weigh every sample 1: their batches need neither gathering
+        # nor summing of weights
+        self.unit_weights = bool((sample_weight == 1).all())
         self.some_weights_zero = not sample_weight.all()  # else batches need no filtering
+        self._ones = np.ones(batch_size, np.float32)
         self.batch_size, self.alpha = batch_size, alpha
         width, max_labels = input_width(X), targets.max_per_row()
         # Two threads sweeping the same weight rows in the same order fall into
@@ -694,15 +735,18 @@ class TrainingRun:
     def _train(self, ws, rows, flops, timer, lock=contextlib.nullcontext()):
         """Train one batch in workspace ``ws``, updating the shared counts under ``lock``;
         False when there is nothing to learn from it (all sample weights zero)."""
-        weights = self.sample_weight[rows]
         n_rows = len(rows)
-        if self.some_weights_zero and not weights.all():
-            # rows of weight 0 would still pick active neurons, whose lazy Adam
-            # step (decay, L2) moves them although their gradient is 0
-            rows, weights = rows[weights > 0], weights[weights > 0]
-        weight_sum = float(weights.sum())
-        if weight_sum <= 0:
-            return False
+        if self.unit_weights:
+            weights, weight_sum = self._ones[:n_rows], float(n_rows)
+        else:
+            weights = self.sample_weight[rows]
+            if self.some_weights_zero and not weights.all():
+                # rows of weight 0 would still pick active neurons, whose lazy Adam
+                # step (decay, L2) moves them although their gradient is 0
+                rows, weights = rows[weights > 0], weights[weights > 0]
+            weight_sum = float(weights.sum())
+            if weight_sum <= 0:
+                return False
         timer.start()
         with lock:
             # a distinct seed per batch, spread far apart for the per-layer offsets
