@@ -85,6 +85,13 @@ class Network:
         self.rehash_flops = 0  # multiply-adds spent building tables when the network was loaded
         self.rerank_factor = rerank_factor
         self.n_probes = n_probes
+        # what training asks of each layer every batch, worked out once (the
+        # shapes and active counts do not change)
+        self.layer_sizes = tuple([self.weights[0].shape[0]] + [W.shape[1] for W in self.weights])
+        self._sparse = [n_active[i] < W.shape[1] for i, W in enumerate(self.weights)]
+        self._n_selected = [self._selected_count(i) for i in range(len(self.weights))]
+        self._rerank_pool = [int(min(W.shape[1], math.ceil(rerank_factor * self._n_selected[i])))
+                             for i, W in enumerate(self.weights)]
 
     # a sparse output layer selects this fraction of its active outputs; the rest
     # are uniform random negatives (see _lsh.add_random)
@@ -93,10 +100,6 @@ class Network:
     @property
     def n_layers(self):
         return len(self.weights)
-
-    @property
-    def layer_sizes(self):
-        return [self.weights[0].shape[0]] + [W.shape[1] for W in self.weights]
 
     def with_dense_output(self):
         """The same network with every output active (prediction scores all classes);
@@ -121,17 +124,20 @@ class Network:
 
     def rerank_pool(self, i):
         """Most candidates layer i scores exactly when re-ranking."""
-        return int(min(self.weights[i].shape[1], math.ceil(self.rerank_factor * self.n_selected(i))))
+        return self._rerank_pool[i]
 
     def n_selected(self, i):
         """Active neurons of layer i chosen by its selection strategy (the rest are random)."""
-        if i == self.n_layers - 1 and self.is_sparse(i):
+        return self._n_selected[i]
+
+    def _selected_count(self, i):
+        if i == len(self.weights) - 1 and self._sparse[i]:
             return max(1, int(round(self.output_selected_fraction * self.n_active[i])))
         return self.n_active[i]
 
     def is_sparse(self, i):
         """Does layer i keep only some of its neurons per sample?"""
-        return self.n_active[i] < self.weights[i].shape[1]
+        return self._sparse[i]
 
     def uses_tables(self, i):
         """Does layer i select through hash tables (rather than exact or random)?"""
