@@ -33,21 +33,24 @@ from core_latency import round_trip_ns  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 WARM_UP = 3  # batches after each switch left out
+# a new network's first batches, slower in either layout, are left out as the
+# LayoutChooser leaves them out (at most a quarter of a short fit's batches)
+SETTLE = 20
 
 
 class Stretches(_blocks.LayoutChooser):
     """Alternates the layout every ``stretch`` batches and keeps every batch time."""
 
-    def __init__(self, stretch):
+    def __init__(self, stretch, settle=SETTLE):
         super().__init__()
-        self.stretch, self.batches = stretch, 0
+        self.stretch, self.settle, self.batches = stretch, settle, 0
         self.times = ([], [])  # seconds per batch: in the one matrix, apart
 
     def layout(self):
         return (self.batches // self.stretch) % 2 == 1
 
     def record(self, apart, seconds):
-        if self.batches % self.stretch >= WARM_UP:
+        if self.batches >= self.settle and self.batches % self.stretch >= WARM_UP:
             self.times[apart].append(seconds)
         self.batches += 1
 
@@ -70,9 +73,10 @@ def main(argv=None):
     X, y, _, _ = load_dataset(npz=args.data, max_train_rows=args.train_rows, seed=0)
     warm_up()
     choosers = []
+    settle = min(SETTLE, -(-len(X) // 128) // 4)
 
     def stretches():
-        choosers.append(Stretches(args.stretch))
+        choosers.append(Stretches(args.stretch, settle))
         return choosers[-1]
 
     print(f"MNIST {len(X)} rows, (1000, 1000, 1000) at 0.05, two threads, layouts switched every "
