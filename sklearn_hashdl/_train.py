@@ -180,8 +180,8 @@ class Workspace:
         self._views = {}  # batch size -> BatchViews
 
     def views(self, n_rows):
-        """The buffers cut to a batch of ``n_rows`` (``BatchViews``), made once per size:
-        cutting them per batch took a tenth of the batch loop's Python."""
+        """The buffers cut to a batch of ``n_rows`` (``BatchViews``), made once per size
+        rather than once per batch (Python between kernels keeps a second thread waiting)."""
         views = self._views.get(n_rows)
         if views is None:
             B = n_rows

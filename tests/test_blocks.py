@@ -147,17 +147,25 @@ def test_blocks_are_written_back_when_training_fails():
     np.testing.assert_array_equal(network.weights[0], before)
 
 
-def test_the_layout_chooser_measures_then_trains_in_the_faster_layout():
-    chooser = LayoutChooser(probe=3, exploit=4, warm_up=1, settle=0)
+def _layouts_chosen(chooser, n_batches, seconds):
+    """The layouts ``chooser`` gives for ``n_batches`` batches, each batch taking
+    ``seconds(batch, apart)``."""
     layouts = []
-    for batch in range(23):
+    for batch in range(n_batches):
         apart = chooser.layout()
         layouts.append(apart)
+        chooser.record(apart, seconds(batch, apart))
+    return layouts
+
+
+def test_the_layout_chooser_measures_then_trains_in_the_faster_layout():
+    def seconds(batch, apart):
         # blocks apart are faster in the first cycle, the one matrix in the second;
         # the first batch after a switch is slow, and must not count
         faster = (batch < 12) == apart
-        first = batch in (0, 4, 15)
-        chooser.record(apart, 9.0 if first else 1.0 if faster else 1.2)
+        return 9.0 if batch in (0, 4, 15) else 1.0 if faster else 1.2
+
+    layouts = _layouts_chosen(LayoutChooser(probe=3, exploit=4, warm_up=1, settle=0), 23, seconds)
     F, T = False, True
     # probes of 1 + 3 batches, 4 exploited; the second cycle probes the layout
     # the weights are in first, without warm-up, then the other one
@@ -165,14 +173,10 @@ def test_the_layout_chooser_measures_then_trains_in_the_faster_layout():
 
 
 def test_the_layout_chooser_does_not_time_a_fits_first_batches():
-    chooser = LayoutChooser(probe=2, exploit=4, warm_up=0, settle=3)
-    layouts = []
-    for batch in range(10):
-        apart = chooser.layout()
-        layouts.append(apart)
-        # the first batches are slow whatever the layout; after them, the one
-        # matrix is faster: timing them would have picked blocks apart
-        chooser.record(apart, 9.0 if batch < 3 else 1.2 if apart else 1.0)
+    # the first batches are slow whatever the layout; after them, the one
+    # matrix is faster: timing them would have picked blocks apart
+    layouts = _layouts_chosen(LayoutChooser(probe=2, exploit=4, warm_up=0, settle=3), 10,
+                              lambda batch, apart: 9.0 if batch < 3 else 1.2 if apart else 1.0)
     F, T = False, True
     assert layouts == [F] * 3 + [F] * 2 + [T] * 2 + [F] * 3
 
