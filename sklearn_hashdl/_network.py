@@ -211,10 +211,24 @@ def neuron_major_copy(W):
     return Wt.T
 
 
+# glorot_init draws the weights this many values at a time
+_DRAW_CHUNK = 1 << 15
+
+
 def glorot_init(random_state, fan_in, fan_out, activation):
-    """sklearn's MLP initialisation (same draws), as float32 (fan_in, fan_out), bias."""
+    """sklearn's MLP initialisation (same draws), as float32 (fan_in, fan_out), bias.
+
+    The weights are drawn a few rows at a time into the float32 array: the
+    same values as one draw of them all (the stream is consumed in the same
+    order), without its float64 copy. For 784 x 16384 that copy was 103 MB, and
+    its first touch made the initialisation take 0.10-0.38 s against 0.07-0.08.
+    """
     factor = 2.0 if activation == "logistic" else 6.0
     bound = np.sqrt(factor / (fan_in + fan_out))
-    coef = random_state.uniform(-bound, bound, (fan_in, fan_out))
+    coef = np.empty((fan_in, fan_out), np.float32)
+    rows_per_draw = max(1, _DRAW_CHUNK // max(1, fan_out))
+    for start in range(0, fan_in, rows_per_draw):
+        stop = min(fan_in, start + rows_per_draw)
+        coef[start:stop] = random_state.uniform(-bound, bound, (stop - start, fan_out))
     intercept = random_state.uniform(-bound, bound, fan_out)
-    return coef.astype(np.float32), intercept.astype(np.float32)
+    return coef, intercept.astype(np.float32)

@@ -11,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
 from sklearn_hashdl import HashMLPClassifier
+from sklearn_hashdl._network import glorot_init
 
 COMMON = dict(hidden_layer_sizes=(7, 6), max_iter=4, batch_size=16, shuffle=False,
               random_state=0, alpha=1e-3, learning_rate_init=0.01)
@@ -97,3 +98,19 @@ def test_matches_mlpclassifier_partial_fit_on_sparse_input():
     # as in MLPClassifier, n_iter_ counts the epochs of the last call only
     assert ours.n_iter_ == theirs.n_iter_ == 1
     assert ours.t_ == theirs.t_ == 3 * 64
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic"])
+@pytest.mark.parametrize("fan_in, fan_out", [(50, 1000), (3, 70000)])
+def test_initial_weights_are_mlpclassifiers_draws(activation, fan_in, fan_out):
+    # layers this wide are drawn a few rows at a time (several draws per matrix);
+    # the values must still be those of MLPClassifier's single draw, in order
+    dense = MLPClassifier(activation=activation)
+    dense._random_state = np.random.RandomState(0)
+    expected = [dense._init_coef(a, b, np.float32) for a, b in [(fan_in, fan_out), (fan_out, 2)]]
+    rng = np.random.RandomState(0)
+    drawn = [glorot_init(rng, a, b, activation) for a, b in [(fan_in, fan_out), (fan_out, 2)]]
+    for (W, b), (W_ref, b_ref) in zip(drawn, expected):
+        assert W.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(W, W_ref)
+        np.testing.assert_array_equal(b, b_ref)
