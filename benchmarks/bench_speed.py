@@ -11,6 +11,10 @@ median seconds and the median and range of the ratios paired within a repeat
 ``--memory``, also the peak memory of a one-epoch fit of each scikit-learn model
 (tracemalloc, in a separate untimed fit; not for PyTorch); with
 ``--asynchronous``, each hashed model is also fitted with asynchronous=True.
+Below each table: the round trip of a cache line between the two cores
+(``core_latency.py``), the slowest measured around each repeat's fits. A
+virtual machine's host moves its virtual CPUs about, and with them far apart
+(300 ns or more, against about 100 ns) two-thread fits run slower.
 
     python benchmarks/bench_speed.py                                   # all configs
     python benchmarks/bench_speed.py --hidden 16384 --sparsity 0.02 --selection lsh_rerank,exact
@@ -19,9 +23,11 @@ median seconds and the median and range of the ratios paired within a repeat
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 from sklearn.neural_network import MLPClassifier
 
@@ -29,6 +35,9 @@ from sklearn_hashdl import HashMLPClassifier, _train
 from sklearn.base import clone
 
 from sklearn_hashdl.compare import load_dataset, measure_fit, traced_peak_memory, warm_up
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core_latency import round_trip_ns  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 HIDDEN = ["1000,1000,1000", "4096", "16384"]
@@ -117,15 +126,27 @@ def main(argv=None):
                         sparsity=sparsity, selection=selection, n_jobs=args.n_jobs,
                         asynchronous=asynchronous, **common)))
         runs = {name: [] for name, _ in models}
+        round_trips = []  # per repeat, the slowest round trip around its fits
         # repeats take turns, so that each one's ratios compare fits run close in
         # time on this shared machine, whose speed drifts by tens of percent
         for _ in range(args.repeats):
+            trips = [_cores_round_trip()]
             for name, model in models:
                 run = _timed_run(model, hidden, data, args)
                 if run is not None:
                     runs[name].append(run)
+                trips.append(_cores_round_trip())
+            round_trips.append(max(trips))
         _print_table(hidden, models, runs, data, args)
+        if numba.config.NUMBA_NUM_THREADS >= 2:
+            print("    cores' round trip, the slowest around each repeat's fits: "
+                  + ", ".join(f"{ns:.0f} ns" for ns in round_trips))
     return 0
+
+
+def _cores_round_trip():
+    """The round trip of a cache line between the two cores (ns); NaN on one."""
+    return round_trip_ns() if numba.config.NUMBA_NUM_THREADS >= 2 else float("nan")
 
 
 def _timed_run(model, hidden, data, args):
