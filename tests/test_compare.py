@@ -82,7 +82,8 @@ def test_bench_speed_threads_and_kernel_profiles_run_short_on_real_data(capsys):
     assert "MLPClassifier" in out and "Hash sparsity=0.1 lsh" in out and "update" in out
     assert "Hash sparsity=0.1 lsh async" in out and "asynchronous workers are not timed" in out
     assert "2 repeat(s)" in out and "range" in out
-    assert "cores' round trip" in out and " ns" in out
+    # the cores' placement, measured when there are two of them
+    assert ("cores' round trip" in out) == (numba.config.NUMBA_NUM_THREADS >= 2)
     threads = _load_benchmark("bench_threads")
     assert threads.main(["--train-rows", "300", "--epochs", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
