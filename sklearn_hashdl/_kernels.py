@@ -428,6 +428,68 @@ def backward_layer_by_neuron(Wt, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_
             acc[p] *= _derivative(in_vals[s, p], in_activation)
 
 
+# A layer with every neuron active whose input level is sparse (a dense output
+# layer after hashed neurons) runs its forward and backward passes grouped by
+# input row when it has at most GROUPED_MAX_WIDTH neurons: each thread then
+# reads and writes only the weight rows it updates, and the input values and
+# deltas of the neurons it computed. (Split by sample, each weight row went to
+# and fro between the cores every batch; with the two virtual CPUs far apart
+# the 16384-wide network's output update ran slower on two threads than on one.)
+GROUPED_MAX_WIDTH = 64
+# The forward pass sums a sample's terms over GROUPED_PARTS fixed ranges of
+# input ids apart, then adds the ranges in order: the logits depend neither on
+# the number of threads nor on the other rows of the batch.
+GROUPED_PARTS = 4
+
+
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
+def forward_dense_grouped(W, b, in_vals, n_rows, row_start, row_sample, row_pos, activation,
+                          partial, out_vals):
+    """forward_layer of an input-major layer whose neurons are all active, by input row.
+
+    ``row_start``, ``row_sample`` and ``row_pos`` group the batch's active inputs
+    by id (``invert_lists`` of the input level). Input ids are cut into
+    ``partial.shape[0]`` equal ranges; range k adds each sample's terms into
+    ``partial[k]`` (parts, >= n_rows, n_out), a thread's own scratch, and the
+    ranges are added in order at the end.
+    """
+    n_parts, n_in, n_out = partial.shape[0], W.shape[0], W.shape[1]
+    for k in prange(n_parts):
+        sums = partial[k]
+        sums[:n_rows] = 0
+        for i in range(n_in * k // n_parts, n_in * (k + 1) // n_parts):
+            row = W[i]
+            for e in range(row_start[i], row_start[i + 1]):
+                v = in_vals[row_sample[e], row_pos[e]]
+                z = sums[row_sample[e]]
+                for q in range(n_out):
+                    z[q] += row[q] * v
+    for s in prange(n_rows):
+        for q in range(n_out):
+            acc = b[q]
+            for k in range(n_parts):
+                acc += partial[k, s, q]
+            out_vals[s, q] = _activate(acc, activation)
+
+
+@njit(nogil=True, parallel=True, cache=True, error_model="numpy")
+def backward_dense_grouped(W, in_vals, touched, n_touched, row_start, row_sample, row_pos,
+                           out_delta, in_activation, in_delta):
+    """backward_layer of an input-major layer whose neurons are all active, by input
+    row (the index of ``invert_lists``): the same sums, in the same order."""
+    n_out = W.shape[1]
+    for r in prange(n_touched):
+        i = touched[r]
+        row = W[i]
+        for e in range(row_start[i], row_start[i + 1]):
+            s, p = row_sample[e], row_pos[e]
+            delta = out_delta[s]
+            acc = row[0] * 0
+            for q in range(n_out):
+                acc += row[q] * delta[q]
+            in_delta[s, p] = acc * _derivative(in_vals[s, p], in_activation)
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def invert_lists(ids, cnt, n_ids, row_start, row_sample, row_pos, touched_rows):
     """Group the (sample, position) pairs of id lists by id: a counting sort.

@@ -1,0 +1,109 @@
+"""A dense layer after selected neurons runs its passes by input row
+(``_kernels.forward_dense_grouped`` and ``backward_dense_grouped``): the same
+values as the sample-by-sample kernels, on any number of threads and whatever
+rows are batched together."""
+
+import numba
+import numpy as np
+import pytest
+
+from sklearn_hashdl import _kernels
+from sklearn_hashdl._lsh import SELECT_EXACT, SELECT_LSH
+from sklearn_hashdl._network import Network, active_counts, glorot_init
+from sklearn_hashdl._train import grouped_dense_layers
+
+N_IN, N_OUT, PER_ROW = 300, 7, 40
+
+
+def _level(n_rows, seed=0):
+    """A sparse level of ``n_rows`` samples, ``PER_ROW`` of ``N_IN`` ids each, in random order."""
+    rng = np.random.RandomState(seed)
+    ids = np.array([rng.choice(N_IN, PER_ROW, replace=False) for _ in range(n_rows)], np.int32)
+    vals = rng.randn(n_rows, PER_ROW).astype(np.float32)
+    return ids, vals, np.full(n_rows, PER_ROW, np.int32)
+
+
+def _inverted(ids, cnt):
+    n_pairs = ids.size
+    touched, row_start = np.zeros(N_IN, np.int32), np.zeros(N_IN + 1, np.int64)
+    row_sample, row_pos = np.zeros(n_pairs, np.int32), np.zeros(n_pairs, np.int32)
+    n_touched = _kernels.invert_lists(ids, cnt, N_IN, row_start, row_sample, row_pos, touched)
+    return touched, n_touched, row_start, row_sample, row_pos
+
+
+def _weights(seed=1):
+    rng = np.random.RandomState(seed)
+    return rng.randn(N_IN, N_OUT).astype(np.float32), rng.randn(N_OUT).astype(np.float32)
+
+
+def _grouped_forward(W, b, level, activation):
+    ids, vals, cnt = level
+    _, _, row_start, row_sample, row_pos = _inverted(ids, cnt)
+    partial = np.full((_kernels.GROUPED_PARTS, len(cnt), N_OUT), np.nan, np.float32)
+    out = np.zeros((len(cnt), N_OUT), np.float32)
+    _kernels.forward_dense_grouped(W, b, vals, len(cnt), row_start, row_sample, row_pos,
+                                   activation, partial, out)
+    return out
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "tanh"])
+def test_grouped_forward_matches_a_float64_reference(activation):
+    W, b = _weights()
+    level = _level(50)
+    code = _kernels.ACTIVATION_CODES[activation]
+    got = _grouped_forward(W, b, level, code)
+    ids, vals, _ = level
+    z = np.einsum("sp,spq->sq", vals.astype(np.float64), W.astype(np.float64)[ids]) + b
+    expected = {"identity": z, "relu": np.maximum(z, 0), "tanh": np.tanh(z)}[activation]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_forward_does_not_depend_on_threads_or_batch():
+    W, b = _weights()
+    level = _level(64)
+    numba.set_num_threads(1)
+    try:
+        one_thread = _grouped_forward(W, b, level, 0)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert np.array_equal(_grouped_forward(W, b, level, 0), one_thread)
+    # a row's logits are the same when the rows batched with it change
+    for s in (0, 17, 63):
+        alone = _grouped_forward(W, b, tuple(a[s: s + 1] for a in level), 0)
+        assert np.array_equal(alone[0], one_thread[s])
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic"])
+def test_grouped_backward_equals_the_sample_by_sample_kernel(activation):
+    W, _ = _weights()
+    ids, vals, cnt = _level(40, seed=3)
+    vals = np.abs(vals)  # as activations of relu or logistic neurons
+    out_delta = np.random.RandomState(4).randn(len(cnt), N_OUT).astype(np.float32)
+    code = _kernels.ACTIVATION_CODES[activation]
+    expected = np.zeros_like(vals)
+    all_out = np.tile(np.arange(N_OUT, dtype=np.int32), (len(cnt), 1))
+    _kernels.backward_layer(W, ids, vals, cnt, all_out, np.full(len(cnt), N_OUT, np.int32), True, 0,
+                            out_delta, code, expected)
+    got = np.full_like(vals, np.nan)
+    _kernels.backward_dense_grouped(W, vals, *_inverted(ids, cnt), out_delta, code, got)
+    assert np.array_equal(got, expected)
+
+
+def _network(layer_sizes, sparsity, selection):
+    rng = np.random.RandomState(0)
+    pairs = [glorot_init(rng, a, b, "relu") for a, b in zip(layer_sizes, layer_sizes[1:])]
+    n = len(pairs)
+    return Network([W for W, _ in pairs], [b for _, b in pairs],
+                   active_counts(layer_sizes, sparsity), "relu", True, K=3, L=4, mips=False,
+                   hyperplanes=[None] * n, offsets=[None] * n, neuron_ids=[None] * n,
+                   selection=selection)
+
+
+def test_narrow_dense_layers_after_hashed_neurons_run_grouped():
+    # the narrow dense output after two hashed hidden layers; not a wide one,
+    # whose partial sums would take too much memory, nor one after exactly
+    # scored or dense neurons
+    assert grouped_dense_layers(_network([20, 64, 64, 10], 0.25, SELECT_LSH)) == [2]
+    assert grouped_dense_layers(_network([20, 64, 200], 0.25, SELECT_LSH)) == []
+    assert grouped_dense_layers(_network([20, 64, 64, 10], 0.25, SELECT_EXACT)) == []
+    assert grouped_dense_layers(_network([20, 64, 10], 1.0, SELECT_LSH)) == []
