@@ -42,15 +42,15 @@ class SparseOptimizer:
     def new_state(cls, params, weights, biases):
         if params["solver"] == "adam":
             state = {
-                "m_W": [np.zeros_like(W) for W in weights],
-                "v_W": [np.zeros_like(W) for W in weights],
-                "m_b": [np.zeros_like(b) for b in biases],
-                "v_b": [np.zeros_like(b) for b in biases],
+                "m_W": [_zeros_like(W) for W in weights],
+                "v_W": [_zeros_like(W) for W in weights],
+                "m_b": [_zeros_like(b) for b in biases],
+                "v_b": [_zeros_like(b) for b in biases],
             }
         else:
             state = {
-                "vel_W": [np.zeros_like(W) for W in weights],
-                "vel_b": [np.zeros_like(b) for b in biases],
+                "vel_W": [_zeros_like(W) for W in weights],
+                "vel_b": [_zeros_like(b) for b in biases],
             }
         state["step"] = 0
         state["learning_rate"] = float(params["learning_rate_init"])
@@ -130,3 +130,13 @@ class SparseOptimizer:
         if verbose:
             print(msg + " Setting learning rate to %f" % self.state["learning_rate"])
         return False
+
+
+def _zeros_like(A):
+    """Zeros of A's shape, dtype and memory order, on pages not yet touched.
+
+    np.zeros_like writes every byte, on one thread, before training starts
+    (0.13 s of a 16384-wide network's fit); np.zeros leaves the zeroing to the
+    first write, which the training kernels make on their own threads.
+    """
+    return np.zeros(A.shape, A.dtype, order="F" if A.flags.f_contiguous and A.ndim > 1 else "C")

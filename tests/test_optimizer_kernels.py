@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from sklearn_hashdl import _kernels
+from sklearn_hashdl._optim import SparseOptimizer
 from sklearn_hashdl._train import _thread_scratch, compact_scratch
 
 N_ROWS, WIDTH = 4, 100
@@ -266,3 +267,21 @@ def test_whole_row_spans_cover_each_rows_non_zeros():
     np.testing.assert_array_equal(vals, X)
     assert cnt.tolist() == [n] * B and nnz.tolist() == [2, 0, 6, 1]
 
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_new_optimizer_state_is_zeros_laid_out_like_the_parameters(solver):
+    # the kernels take a neuron-major layer's moments transposed, as its weights
+    neuron_major = np.zeros((6, 5), np.float32, order="F")
+    weights = [np.ones((3, 6), np.float32), neuron_major, np.ones((5, 1), np.float32)]
+    biases = [np.ones(6, np.float32), np.ones(5, np.float32), np.ones(1, np.float32)]
+    params = {"solver": solver, "learning_rate_init": 0.01}
+    state = SparseOptimizer.new_state(params, weights, biases)
+    for name in ("m_W", "v_W") if solver == "adam" else ("vel_W",):
+        assert [A.flags.c_contiguous for A in state[name]] == [True, False, True]
+        assert state[name][1].T.flags.c_contiguous
+    for name, arrays in state.items():
+        if isinstance(arrays, list):
+            like = weights if name.endswith("W") else biases
+            assert [(A.shape, A.dtype) for A in arrays] == [(B.shape, B.dtype) for B in like]
+            assert all(not A.any() for A in arrays)
