@@ -9,14 +9,15 @@ first layer), level ``l`` the output of layer ``l``.
 By default weights are input-major, as scikit-learn's ``coefs_``: ``W[i]`` (length n_out) is
 the contiguous row of weights leaving input i, so a sparse input is a sum of a
 few contiguous rows, and scoring every neuron of a layer is a few AXPYs. The
-``*_by_neuron`` and ``*_grouped`` kernels take neuron-major weights ``Wt``
-(n_out, n_in) instead, for layers where few of many neurons are active.
+``*_by_neuron`` kernels and ``forward_layer_grouped`` take neuron-major weights
+``Wt`` (n_out, n_in) instead, for layers where few of many neurons are active; the
+``*_dense_grouped`` kernels take input-major ``W`` and visit it input by input.
 
 Parallel loops write only to what their iteration owns (a sample's row in the
-forward and backward passes, a neuron or an input row in the grouped passes, a
-weight row in the update), so results do not depend on the number of threads. Per-thread scratch is indexed by
-``numba.get_thread_id()``; all of it but the ``cols`` lists (written
-before they are read) is left zeroed. Kernels called from Python release the GIL
+forward and backward passes, a neuron, an input row or a range of input ids in the
+grouped passes, a weight row in the update), so results do not depend on the number
+of threads. Per-thread scratch is indexed by ``numba.get_thread_id()``; all of it
+but the ``cols`` lists (written before they are read) is left zeroed. Kernels called from Python release the GIL
 (``nogil``), so that asynchronous training can run them from several threads.
 """
 
@@ -431,8 +432,9 @@ def backward_layer_by_neuron(Wt, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_
 # A layer with every neuron active whose input level is sparse (a dense output
 # layer after hashed neurons) runs its forward and backward passes grouped by
 # input row when it has at most GROUPED_MAX_WIDTH neurons: each thread then
-# reads and writes only the weight rows it updates. Split by sample, the rows
-# went to and fro between the cores every batch. MNIST, one hidden layer of
+# reads and writes mostly the weight rows it updates (the passes share the rows
+# out by id, the update by position among the touched rows: nearly the same
+# split). Split by sample, the rows went to and fro between the cores every batch. MNIST, one hidden layer of
 # 16384 at 0.02, two threads, the output layer's three kernels: 1.78-2.00 ms
 # a batch -> 1.09-1.18 with the virtual CPUs 327-342 ns apart, 0.92-1.10 ->
 # 0.89-0.94 with them near; on one thread the grouped backward pass, which
@@ -440,9 +442,10 @@ def backward_layer_by_neuron(Wt, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_
 GROUPED_MAX_WIDTH = 64
 # The forward pass sums a sample's terms over GROUPED_PARTS fixed ranges of
 # input ids apart, then adds the ranges in order: the logits depend neither on
-# the number of threads nor on the other rows of the batch. A range is one
-# thread's work; each costs a pass over the batch's logits (with 16, the 4096
-# network's forward pass took 0.054-0.073 ms a batch, 0.055-0.067 with 4).
+# the number of threads nor on the other rows of the batch. The ranges are
+# shared out among the threads (so at most GROUPED_PARTS of them work), and
+# each costs a pass over the batch's logits (with 16, the 4096 network's
+# forward pass took 0.054-0.073 ms a batch, 0.055-0.067 with 4).
 GROUPED_PARTS = 4
 
 
@@ -454,8 +457,8 @@ def forward_dense_grouped(W, b, in_vals, n_rows, row_start, row_sample, row_pos,
     ``row_start``, ``row_sample`` and ``row_pos`` group the batch's active inputs
     by id (``invert_lists`` of the input level). Input ids are cut into
     ``partial.shape[0]`` equal ranges; range k adds each sample's terms into
-    ``partial[k]`` (parts, >= n_rows, n_out), a thread's own scratch, and the
-    ranges are added in order at the end.
+    ``partial[k]`` (``partial`` is (parts, >= n_rows, >= n_out), zeroed here),
+    and the ranges are added in order at the end.
     """
     n_parts, n_in, n_out = partial.shape[0], W.shape[0], W.shape[1]
     for k in prange(n_parts):

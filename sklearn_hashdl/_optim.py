@@ -133,10 +133,11 @@ class SparseOptimizer:
 
 
 def _zeros_like(A):
-    """Zeros of A's shape, dtype and memory order, on pages not yet touched.
+    """Zeros of A's shape, dtype and memory order.
 
     np.zeros_like writes every byte, on one thread, before training starts
-    (0.13 s of a 16384-wide network's fit); np.zeros leaves the zeroing to the
-    first write, which the training kernels make on their own threads.
+    (0.13 s of a 16384-wide network's fit); np.zeros takes large arrays as
+    fresh pages, which the OS zeroes at their first write, made by the
+    training kernels on their own threads.
     """
     return np.zeros(A.shape, A.dtype, order="F" if A.flags.f_contiguous and A.ndim > 1 else "C")

@@ -458,7 +458,8 @@ def grouped_dense_layers(network):
     ``GROUPED_MAX_WIDTH`` of them, after a neuron-major layer, whose forward
     pass has grouped their input by id already. (After exactly scored neurons,
     grouping did not pay: 3 x 1000 on MNIST, the output layer's two passes took
-    0.05-0.06 ms a batch by sample, 0.07-0.10 grouped, before the grouping.)"""
+    0.05-0.06 ms a batch by sample, 0.07-0.10 grouped, not counting the
+    grouping of their input, which they would need first.)"""
     return [i for i in range(1, network.n_layers)
             if not network.is_sparse(i) and network.neuron_major[i - 1]
             and network.layer_sizes[i + 1] <= _kernels.GROUPED_MAX_WIDTH]

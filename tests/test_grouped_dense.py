@@ -39,7 +39,8 @@ def _weights(seed=1):
 def _grouped_forward(W, b, level, activation):
     ids, vals, cnt = level
     _, _, row_start, row_sample, row_pos = _inverted(ids, cnt)
-    partial = np.full((_kernels.GROUPED_PARTS, len(cnt), N_OUT), np.nan, np.float32)
+    # as the workspace passes it: room for a full batch of its widest such layer
+    partial = np.full((_kernels.GROUPED_PARTS, len(cnt) + 3, N_OUT + 2), np.nan, np.float32)
     out = np.zeros((len(cnt), N_OUT), np.float32)
     _kernels.forward_dense_grouped(W, b, vals, len(cnt), row_start, row_sample, row_pos,
                                    activation, partial, out)
@@ -61,12 +62,13 @@ def test_grouped_forward_matches_a_float64_reference(activation):
 def test_grouped_forward_does_not_depend_on_threads_or_batch():
     W, b = _weights()
     level = _level(64)
+    threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
         one_thread = _grouped_forward(W, b, level, 0)
     finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    assert np.array_equal(_grouped_forward(W, b, level, 0), one_thread)
+        numba.set_num_threads(threads)
+    assert np.array_equal(_grouped_forward(W, b, level, 0), one_thread)  # all threads
     # a row's logits are the same when the rows batched with it change
     for s in (0, 17, 63):
         alone = _grouped_forward(W, b, tuple(a[s: s + 1] for a in level), 0)

@@ -268,7 +268,6 @@ def test_whole_row_spans_cover_each_rows_non_zeros():
     assert cnt.tolist() == [n] * B and nnz.tolist() == [2, 0, 6, 1]
 
 
-
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_new_optimizer_state_is_zeros_laid_out_like_the_parameters(solver):
     # the kernels take a neuron-major layer's moments transposed, as its weights
