@@ -17,8 +17,9 @@ Parallel loops write only to what their iteration owns (a sample's row in the
 forward and backward passes, a neuron, an input row or a range of input ids in the
 grouped passes, a weight row in the update), so results do not depend on the number
 of threads. Per-thread scratch is indexed by ``numba.get_thread_id()``; all of it
-but the ``cols`` lists (written before they are read) is left zeroed. Kernels called from Python release the GIL
-(``nogil``), so that asynchronous training can run them from several threads.
+but the ``cols`` lists (written before they are read) is left zeroed. Kernels
+called from Python release the GIL (``nogil``), so that asynchronous training can
+run them from several threads.
 """
 
 import numba
@@ -434,11 +435,12 @@ def backward_layer_by_neuron(Wt, in_ids, in_vals, in_cnt, out_ids, out_cnt, out_
 # input row when it has at most GROUPED_MAX_WIDTH neurons: each thread then
 # reads and writes mostly the weight rows it updates (the passes share the rows
 # out by id, the update by position among the touched rows: nearly the same
-# split). Split by sample, the rows went to and fro between the cores every batch. MNIST, one hidden layer of
-# 16384 at 0.02, two threads, the output layer's three kernels: 1.78-2.00 ms
-# a batch -> 1.09-1.18 with the virtual CPUs 327-342 ns apart, 0.92-1.10 ->
-# 0.89-0.94 with them near; on one thread the grouped backward pass, which
-# reads and writes each pair's entries scattered, costs 0.03 ms more (4096).
+# split). Split by sample, the rows went to and fro between the cores every
+# batch. MNIST, one hidden layer of 16384 at 0.02, two threads, the output
+# layer's three kernels: 1.78-2.00 ms a batch -> 1.09-1.18 with the virtual
+# CPUs 327-342 ns apart, 0.92-1.10 -> 0.89-0.94 with them near; on one thread
+# the grouped backward pass, which reads and writes each pair's entries
+# scattered, costs 0.03 ms more (4096).
 GROUPED_MAX_WIDTH = 64
 # The forward pass sums a sample's terms over GROUPED_PARTS fixed ranges of
 # input ids apart, then adds the ranges in order: the logits depend neither on
@@ -467,8 +469,9 @@ def forward_dense_grouped(W, b, in_vals, n_rows, row_start, row_sample, row_pos,
         for i in range(n_in * k // n_parts, n_in * (k + 1) // n_parts):
             row = W[i]
             for e in range(row_start[i], row_start[i + 1]):
-                v = in_vals[row_sample[e], row_pos[e]]
-                z = sums[row_sample[e]]
+                s = row_sample[e]
+                v = in_vals[s, row_pos[e]]
+                z = sums[s]
                 for q in range(n_out):
                     z[q] += row[q] * v
     for s in prange(n_rows):
