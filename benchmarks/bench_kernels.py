@@ -36,6 +36,7 @@ from numba import njit, prange
 from sklearn_hashdl import _kernels, _lsh
 from sklearn_hashdl._network import layer_codes
 from sklearn_hashdl._train import _thread_scratch, compact_scratch
+from sklearn_hashdl._work_sharing import new_claims
 from sklearn_hashdl.compare import load_dataset
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
@@ -109,6 +110,8 @@ def make_batch(X, n_neurons, sparsity, touched_share, seed=0):
     b["scratch"] = tuple(_thread_scratch(n_threads, max(n_neurons, n_in), dtype)
                          for dtype in (np.float32, np.uint8, np.int32))
     b["compact"] = compact_scratch(n_threads, BATCH, max(n_neurons, n_in))
+    # the kernels that share their items out: a worker for each of the thread counts timed
+    b["claims"] = new_claims(min(2, n_threads))
     # the whole rows and their non-zero lists, as the batch loader writes them in training
     for name, dtype in (("x_ids", np.int32), ("x_vals", np.float32), ("nz_ids", np.int32),
                         ("nz_vals", np.float32)):
@@ -138,7 +141,7 @@ def selection_call(b, K=6, L=10):
     return (_lsh.SELECT_LSH, b["nz_ids"], b["nz_vals"], b["nnz"], b["nnz"], b["W"], True, b["bias"],
             hyperplanes, n_in, K, L, offsets, neuron_ids, k, k, 1, np.uint64(1),
             np.arange(1, BATCH + 1, dtype=np.uint64), out_ids, out_cnt,
-            np.zeros(BATCH, np.int64), False, 0, 0, b["out_vals"], *scratch)
+            np.zeros(BATCH, np.int64), False, 0, 0, b["out_vals"], *scratch, b["claims"])
 
 
 def rehash_planes(b, K=6, L=10):
@@ -153,7 +156,7 @@ def kernel_calls(b):
     gradient_lists = (b["delta"], b["x_ids"], b["x_cnt"], b["x_vals"], b["x_spans"])
     update = (b["W"], b["bias"], b["m"], b["v"], b["m_b"], b["v_b"], *b["index"], *gradient_lists,
               b["out_ids"], b["out_cnt"], b["delta"], np.float32(0), *ADAM, *scratch,
-              b["compact"])
+              b["compact"], b["claims"])
     g = np.full(b["W"].shape[1], 1e-3, np.float32)
     return [
         ("adam_update", _kernels.adam_update, update),
@@ -163,7 +166,8 @@ def kernel_calls(b):
          (b["W"], b["m"], b["v"], touched, n_touched, *scratch, *ADAM)),
         ("bare Adam sweep", bare_adam_sweep, (b["W"], b["m"], b["v"], touched, n_touched, g, *ADAM)),
         ("forward_layer_grouped", _kernels.forward_layer_grouped,
-         (b["W"], b["bias"], b["x_ids"], b["x_vals"], b["x_cnt"], *b["index"], 3, b["out_vals"])),
+         (b["W"], b["bias"], b["x_ids"], b["x_vals"], b["x_cnt"], *b["index"], 3, b["out_vals"],
+          b["claims"])),
         ("select_active (lsh)", _lsh.select_active, selection_call(b)),
         ("rehash products", layer_codes, (b["W"].T, b["bias"], *rehash_planes(b))),
     ]

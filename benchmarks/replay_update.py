@@ -25,11 +25,19 @@ trip of a cache line between the two cores before and after it
 (``core_latency.py``): the host moves its virtual CPUs about, and the far
 placements cost two threads much of their gain (docs/performance.md, Zen 1).
 
+With ``--per-cpu`` each round also times ``adam_update`` on one thread pinned to
+each CPU in turn, and the run ends with a summary by placement and by whether
+the CPUs ran it alike: a virtual CPU can run the same work much slower for a
+while (its host core busy with other work, say), and two threads then wait for
+the slower one (docs/performance.md, Zen 4 sixth session).
+
     python benchmarks/replay_update.py --layer 1 --rounds 6
+    python benchmarks/replay_update.py --layer 0 --rounds 60 --per-cpu
 """
 
 import argparse
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +56,10 @@ from split_layouts import mean_us, read_rows  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 GRADIENT, GRADIENT_COPIES_MADE, SWEEP = 0, 1, 2
+# round trips above this are "apart" in the --per-cpu summary (near: 60-100 ns here)
+APART_NS = 200
+# CPUs whose one-thread times differ by more than this factor ran the work unalike
+UNALIKE = 1.2
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
@@ -96,7 +108,8 @@ def capture_last_update(X, y, layer):
     finally:
         _kernels.adam_update = kernel
         _train.layers_stored_apart = layers_apart
-    return calls[len(calls) - 4 + layer]
+    # the last batch updates its layers last first: output, 2, 1, 0
+    return calls[len(calls) - 1 - layer]
 
 
 def part_arguments(update_args):
@@ -104,7 +117,7 @@ def part_arguments(update_args):
     (made now, in the scratch) and the arguments of ``_update_part`` after it."""
     (W, b, m_W, v_W, m_b, v_b, touched, n_touched, row_start, row_sample, row_pos, row_vals,
      col_ids, col_cnt, col_vals, spans, out_ids, out_cnt, out_delta, l2, step_size, beta_1, beta_2,
-     epsilon, grad, mark, cols, compact) = update_args
+     epsilon, grad, mark, cols, compact, _claims) = update_args
     n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], spans.shape[0] > 0, n_touched,
                             row_start[W.shape[0]], compact)
     return n_union, (W, m_W, v_W, touched, n_touched, row_start, row_sample, row_pos, row_vals,
@@ -127,6 +140,8 @@ def main(argv=None):
     parser.add_argument("--layer", type=int, choices=(0, 1, 2), default=1)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--per-cpu", action="store_true",
+                        help="also time adam_update on one thread pinned to each CPU in turn")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.calls < 1:
         parser.error("--rounds and --calls must be at least 1")
@@ -135,6 +150,10 @@ def main(argv=None):
         return 0
     if numba.config.NUMBA_NUM_THREADS < 2:
         print("skipped: needs two threads")
+        return 0
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if args.per_cpu and len(cpus) < 2:
+        print("skipped: --per-cpu needs two CPUs to pin to")
         return 0
     X, y, _, _ = load_dataset(npz=args.data, max_train_rows=args.train_rows, seed=0)
     warm_up()
@@ -156,10 +175,18 @@ def main(argv=None):
           f"microseconds per call: the fastest of 5 means over {args.calls} calls "
           f"(after reads: one mean over {args.calls} calls)")
     previous = numba.get_num_threads()
+    pinned_rounds = []  # (round trip, one thread on each CPU, two threads), in us
     try:
         for _ in range(args.rounds):
             before = round_trip_ns()
             lines = []
+            if args.per_cpu:
+                one = [_pinned_us(parts["adam_update"], cpu, args.calls) for cpu in cpus[:2]]
+                two = _fastest_us(parts["adam_update"], 2, args.calls)
+                pinned_rounds.append((before, one, two))
+                lines.append(f"  {'adam_update, one thread on CPU ' + ' / '.join(map(str, cpus[:2])):44s} "
+                             f"{one[0]:7.0f} / {one[1]:.0f}  2 threads {two:7.0f}  "
+                             f"{min(one) / two:5.2f}x the faster CPU")
             for name, call in parts.items():
                 us = [_fastest_us(call, n_threads, args.calls) for n_threads in (1, 2)]
                 lines.append(_line(name, us))
@@ -172,7 +199,37 @@ def main(argv=None):
             print("\n".join(lines), flush=True)
     finally:
         numba.set_num_threads(previous)
+    if pinned_rounds:
+        print(per_cpu_summary(pinned_rounds))
     return 0
+
+
+def per_cpu_summary(rounds):
+    """Median times of --per-cpu rounds ((round trip ns, [us on each CPU], us on two
+    threads)), grouped by placement and by whether the CPUs ran the update alike."""
+    groups = {}
+    for trip, one, two in rounds:
+        placement = "apart" if trip > APART_NS else "near"
+        alike = "alike" if max(one) <= UNALIKE * min(one) else "one CPU slower"
+        groups.setdefault((placement, alike), []).append((min(one), max(one), two))
+    lines = [f"summary (medians; near: a round trip up to {APART_NS} ns; alike: CPUs within "
+             f"{UNALIKE}x of each other)"]
+    for (placement, alike), times in sorted(groups.items()):
+        fast, slow, two = np.median(np.array(times), axis=0)
+        lines.append(f"  {placement:5s} {alike:14s} {len(times):3d} rounds: one thread {fast:6.0f} us on "
+                     f"the faster CPU, {slow:6.0f} on the slower; two threads {two:6.0f} "
+                     f"({fast / two:.2f}x the faster)")
+    return "\n".join(lines)
+
+
+def _pinned_us(call, cpu, n_calls):
+    """``_fastest_us`` on one thread, the calling thread pinned to ``cpu`` meanwhile."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        return _fastest_us(call, 1, n_calls)
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def _line(name, us):

@@ -16,8 +16,10 @@ few contiguous rows, and scoring every neuron of a layer is a few AXPYs. The
 Parallel loops write only to what their iteration owns (a sample's row in the
 forward and backward passes, a neuron, an input row or a range of input ids in the
 grouped passes, a weight row in the update), so results do not depend on the number
-of threads. Per-thread scratch is indexed by ``numba.get_thread_id()``; all of it
-but the ``cols`` lists (written before they are read) is left zeroed. Kernels
+of threads. Per-thread scratch is indexed by ``numba.get_thread_id()``, or in the
+kernels that share their items among workers (``_work_sharing``: the update, the
+by-sample backward pass, the grouped forward pass) by the worker's number; all of
+it but the ``cols`` lists (written before they are read) is left zeroed. Kernels
 called from Python release the GIL (``nogil``), so that asynchronous training can
 run them from several threads.
 """
@@ -25,6 +27,8 @@ run them from several threads.
 import numba
 import numpy as np
 from numba import njit, prange
+
+from ._work_sharing import ROW_CHUNK, SAMPLE_CHUNK, n_workers, next_chunk, reset_claims
 
 ACTIVATION_CODES = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
 
@@ -311,38 +315,44 @@ def output_loss_and_delta(out_ids, logits, out_cnt, rows, label_ptr, label_ids, 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, block_width,
-                   out_delta, in_activation, in_delta):
+                   out_delta, in_activation, in_delta, claims):
     """Deltas of the layer's active inputs from the deltas of its active neurons.
 
     With ``block_width`` above 0 (a layer split into column blocks, whose active
     lists are grouped by block), each block's terms are summed apart and the
     sums added in block order, as ``_block_kernels.backward_blocks`` adds them.
+    The samples are shared among the workers of ``claims`` (``_work_sharing``).
     """
-    for s in prange(in_cnt.shape[0]):
-        k = out_cnt[s]
-        ids = out_ids[s]
-        delta = out_delta[s]
-        for p in range(in_cnt[s]):
-            row = W[in_ids[s, p]]
-            acc = row[0] * 0
-            if all_active:
-                for q in range(k):
-                    acc += row[q] * delta[q]
-            elif block_width > 0:
-                block_sum = row[0] * 0
-                block_end = block_width * (ids[0] // block_width + 1) if k > 0 else 0
-                for q in range(k):
-                    j = ids[q]
-                    if j >= block_end:  # the next block's run
-                        acc += block_sum
+    reset_claims(claims)
+    for worker in prange(n_workers(claims)):
+        first, stop, share = next_chunk(claims, worker, in_cnt.shape[0], SAMPLE_CHUNK, 0)
+        while first < stop:
+            for s in range(first, stop):
+                k = out_cnt[s]
+                ids = out_ids[s]
+                delta = out_delta[s]
+                for p in range(in_cnt[s]):
+                    row = W[in_ids[s, p]]
+                    acc = row[0] * 0
+                    if all_active:
+                        for q in range(k):
+                            acc += row[q] * delta[q]
+                    elif block_width > 0:
                         block_sum = row[0] * 0
-                        block_end = block_width * (j // block_width + 1)
-                    block_sum += row[j] * delta[q]
-                acc += block_sum
-            else:
-                for q in range(k):
-                    acc += row[ids[q]] * delta[q]
-            in_delta[s, p] = acc * _derivative(in_vals[s, p], in_activation)
+                        block_end = block_width * (ids[0] // block_width + 1) if k > 0 else 0
+                        for q in range(k):
+                            j = ids[q]
+                            if j >= block_end:  # the next block's run
+                                acc += block_sum
+                                block_sum = row[0] * 0
+                                block_end = block_width * (j // block_width + 1)
+                            block_sum += row[j] * delta[q]
+                        acc += block_sum
+                    else:
+                        for q in range(k):
+                            acc += row[ids[q]] * delta[q]
+                    in_delta[s, p] = acc * _derivative(in_vals[s, p], in_activation)
+            first, stop, share = next_chunk(claims, worker, in_cnt.shape[0], SAMPLE_CHUNK, share)
 
 
 @njit(nogil=True, parallel=True, cache=True, fastmath=DOT_MATH, error_model="numpy")
@@ -369,7 +379,7 @@ def forward_layer_by_neuron(Wt, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, ac
 
 @njit(nogil=True, parallel=True, cache=True, fastmath=DOT_MATH, error_model="numpy")
 def forward_layer_grouped(Wt, b, in_ids, in_vals, in_cnt, touched, n_touched, row_start,
-                          row_sample, row_pos, activation, out_vals):
+                          row_sample, row_pos, activation, out_vals, claims):
     """forward_layer_by_neuron over the whole batch at once, neuron by neuron.
 
     ``touched``, ``row_start``, ``row_sample`` and ``row_pos`` group the batch's
@@ -378,34 +388,41 @@ def forward_layer_grouped(Wt, b, in_ids, in_vals, in_cnt, touched, n_touched, ro
     reused, from cache, for every sample that activated it. Each (sample,
     position) belongs to one neuron: threads never write the same output.
     Whole input rows go two samples per pass over the weight row, which loads
-    each weight once for both (1.3x faster in cache, the same sums).
+    each weight once for both (1.3x faster in cache, the same sums). The
+    neurons are shared among the workers of ``claims`` (``_work_sharing``).
     """
     n_in = Wt.shape[1]
-    for r in prange(n_touched):
-        j = touched[r]
-        row = Wt[j]
-        e, stop = row_start[j], row_start[j + 1]
-        while e + 2 <= stop and in_cnt[row_sample[e]] == n_in and in_cnt[row_sample[e + 1]] == n_in:
-            s0, s1 = row_sample[e], row_sample[e + 1]
-            x0, x1 = in_vals[s0], in_vals[s1]
-            acc0, acc1 = b[j], b[j]
-            for p in range(n_in):
-                acc0 += row[p] * x0[p]
-                acc1 += row[p] * x1[p]
-            out_vals[s0, row_pos[e]] = _activate(acc0, activation)
-            out_vals[s1, row_pos[e + 1]] = _activate(acc1, activation)
-            e += 2
-        for e in range(e, stop):
-            s = row_sample[e]
-            x_ids, x_vals = in_ids[s], in_vals[s]
-            acc = b[j]
-            if in_cnt[s] == n_in:  # every input active: a contiguous dot
-                for p in range(n_in):
-                    acc += row[p] * x_vals[p]
-            else:
-                for p in range(in_cnt[s]):
-                    acc += row[x_ids[p]] * x_vals[p]
-            out_vals[s, row_pos[e]] = _activate(acc, activation)
+    reset_claims(claims)
+    for worker in prange(n_workers(claims)):
+        first, stop, share = next_chunk(claims, worker, n_touched, ROW_CHUNK, 0)
+        while first < stop:
+            for r in range(first, stop):
+                j = touched[r]
+                row = Wt[j]
+                e, pairs_end = row_start[j], row_start[j + 1]
+                while (e + 2 <= pairs_end and in_cnt[row_sample[e]] == n_in
+                       and in_cnt[row_sample[e + 1]] == n_in):
+                    s0, s1 = row_sample[e], row_sample[e + 1]
+                    x0, x1 = in_vals[s0], in_vals[s1]
+                    acc0, acc1 = b[j], b[j]
+                    for p in range(n_in):
+                        acc0 += row[p] * x0[p]
+                        acc1 += row[p] * x1[p]
+                    out_vals[s0, row_pos[e]] = _activate(acc0, activation)
+                    out_vals[s1, row_pos[e + 1]] = _activate(acc1, activation)
+                    e += 2
+                for e in range(e, pairs_end):
+                    s = row_sample[e]
+                    x_ids, x_vals = in_ids[s], in_vals[s]
+                    acc = b[j]
+                    if in_cnt[s] == n_in:  # every input active: a contiguous dot
+                        for p in range(n_in):
+                            acc += row[p] * x_vals[p]
+                    else:
+                        for p in range(in_cnt[s]):
+                            acc += row[x_ids[p]] * x_vals[p]
+                    out_vals[s, row_pos[e]] = _activate(acc, activation)
+            first, stop, share = next_chunk(claims, worker, n_touched, ROW_CHUNK, share)
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
@@ -1003,26 +1020,30 @@ def _sgd_row(w, vel, i, width, row_start, row_sample, row_pos, row_vals, col_ids
 def adam_update(
     W, b, m_W, v_W, m_b, v_b, touched_rows, n_touched, row_start, row_sample, row_pos,
     row_vals, col_ids, col_cnt, col_vals, col_spans, out_ids, out_cnt, out_delta, l2,
-    step_size, beta_1, beta_2, epsilon, grad_scratch, mark_scratch, cols_scratch, compact,
+    step_size, beta_1, beta_2, epsilon, grad_scratch, mark_scratch, cols_scratch, compact, claims,
 ):
     """Lazy Adam: update only the weights and biases the batch touched.
 
-    Rows of W (inputs, or neurons for neuron-major W) are split over threads,
-    see ``_weight_row_gradient`` (``col_spans``: the spans of whole dense input
-    rows, or ``NO_SPANS``); the biases follow the active neurons
-    ``out_ids`` and their deltas. ``l2`` is alpha / sum(sample weights) (no
-    penalty on biases, as sklearn); ``step_size`` is the bias-corrected learning
-    rate of sklearn's AdamOptimizer for this step.
+    Rows of W (inputs, or neurons for neuron-major W) are shared among the
+    workers of ``claims`` (``_work_sharing``), see ``_weight_row_gradient``
+    (``col_spans``: the spans of whole dense input rows, or ``NO_SPANS``); the
+    biases follow the active neurons ``out_ids`` and their deltas. ``l2`` is
+    alpha / sum(sample weights) (no penalty on biases, as sklearn); ``step_size``
+    is the bias-corrected learning rate of sklearn's AdamOptimizer for this step.
     """
     n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], col_spans.shape[0] > 0,
                             n_touched, row_start[W.shape[0]], compact)
-    for r in prange(n_touched):
-        tid = numba.get_thread_id()
-        grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
-        i = touched_rows[r]
-        _adam_row(W[i], m_W[i], v_W[i], i, W.shape[1], row_start, row_sample, row_pos, row_vals,
-                  col_ids, col_cnt, col_vals, col_spans, n_union, compact, tid, grad, mark,
-                  cols, l2, step_size, beta_1, beta_2, epsilon)
+    reset_claims(claims)
+    for worker in prange(n_workers(claims)):
+        grad, mark, cols = grad_scratch[worker], mark_scratch[worker], cols_scratch[worker]
+        first, stop, share = next_chunk(claims, worker, n_touched, ROW_CHUNK, 0)
+        while first < stop:
+            for r in range(first, stop):
+                i = touched_rows[r]
+                _adam_row(W[i], m_W[i], v_W[i], i, W.shape[1], row_start, row_sample, row_pos,
+                          row_vals, col_ids, col_cnt, col_vals, col_spans, n_union, compact, worker,
+                          grad, mark, cols, l2, step_size, beta_1, beta_2, epsilon)
+            first, stop, share = next_chunk(claims, worker, n_touched, ROW_CHUNK, share)
     grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
     n_cols = _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols)
     _adam_apply(b, m_b, v_b, grad, mark, cols, n_cols, 0, b.shape[0], l2 * 0, step_size, beta_1,
@@ -1033,19 +1054,23 @@ def adam_update(
 def sgd_update(
     W, b, vel_W, vel_b, touched_rows, n_touched, row_start, row_sample, row_pos,
     row_vals, col_ids, col_cnt, col_vals, col_spans, out_ids, out_cnt, out_delta, l2,
-    learning_rate, momentum, nesterov, grad_scratch, mark_scratch, cols_scratch, compact,
+    learning_rate, momentum, nesterov, grad_scratch, mark_scratch, cols_scratch, compact, claims,
 ):
     """Lazy SGD with (Nesterov) momentum on the weights and biases the batch touched
     (arguments as ``adam_update``)."""
     n_union = _column_union(col_ids, col_cnt, col_vals, W.shape[1], col_spans.shape[0] > 0,
                             n_touched, row_start[W.shape[0]], compact)
-    for r in prange(n_touched):
-        tid = numba.get_thread_id()
-        grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
-        i = touched_rows[r]
-        _sgd_row(W[i], vel_W[i], i, W.shape[1], row_start, row_sample, row_pos, row_vals,
-                 col_ids, col_cnt, col_vals, col_spans, n_union, compact, tid, grad, mark,
-                 cols, l2, learning_rate, momentum, nesterov)
+    reset_claims(claims)
+    for worker in prange(n_workers(claims)):
+        grad, mark, cols = grad_scratch[worker], mark_scratch[worker], cols_scratch[worker]
+        first, stop, share = next_chunk(claims, worker, n_touched, ROW_CHUNK, 0)
+        while first < stop:
+            for r in range(first, stop):
+                i = touched_rows[r]
+                _sgd_row(W[i], vel_W[i], i, W.shape[1], row_start, row_sample, row_pos, row_vals,
+                         col_ids, col_cnt, col_vals, col_spans, n_union, compact, worker, grad,
+                         mark, cols, l2, learning_rate, momentum, nesterov)
+            first, stop, share = next_chunk(claims, worker, n_touched, ROW_CHUNK, share)
     grad, mark, cols = grad_scratch[0], mark_scratch[0], cols_scratch[0]
     n_cols = _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols)
     _sgd_apply(b, vel_b, grad, mark, cols, n_cols, 0, b.shape[0], l2 * 0, learning_rate, momentum,

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._kernels import DOT_MATH, _activate
+from ._work_sharing import SAMPLE_CHUNK, n_workers, next_chunk, reset_claims
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -436,7 +437,7 @@ def select_active(
     neuron_ids, n_active, rerank_pool, n_probes, seed, row_keys, out_ids, out_cnt, cost,
     write_values, block_width, activation, out_vals, count_scratch, cand_scratch,
     tie_scratch, hist_scratch, proj_scratch, pool_scratch, score_scratch,
-    cand_score_scratch,
+    cand_score_scratch, claims,
 ):
     """Choose ``n_active`` neurons of layer (W, b) for every sample of the batch.
 
@@ -454,80 +455,84 @@ def select_active(
     activations (``activation`` code): their scores are their pre-activations.
     ``W`` is input-major (n_in, n_out), or (n_out, n_in) when ``neuron_major``.
     A ``block_width`` above 0 groups each list by column block (``_group_by_block``).
+    The samples are shared among the workers of ``claims`` (``_work_sharing``).
     """
     n_neurons = W.shape[0] if neuron_major else W.shape[1]
-    for s in prange(in_cnt.shape[0]):
-        tid = numba.get_thread_id()
-        count = count_scratch[tid]
-        cand = cand_scratch[tid]
-        row = out_ids[s]
-        state = np.uint64(seed) ^ (row_keys[s] * _GOLDEN)
-        state, _ = _next_random(state)
-        n_cand = 0
-        work = 0
-        if mode == SELECT_EXACT:
-            for j in range(n_neurons):
-                cand[j] = j
-            n_cand = n_neurons
-        elif mode != SELECT_RANDOM:
-            n_cand, retrieved = _query_tables(
-                s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offsets,
-                neuron_ids, n_probes, count, cand, proj_scratch[tid],
-            )
-            work += retrieved + in_nnz[s] * K * L
-        if n_cand <= n_active:
-            for c in range(n_cand):
-                row[c] = cand[c]
-            n_out = n_cand
-        elif mode == SELECT_LSH:
-            n_out, state = _top_by_count(
-                cand, n_cand, count, L * n_probes, n_active, row, tie_scratch[tid],
-                hist_scratch[tid], state
-            )
-        else:
-            if mode == SELECT_LSH_RERANK and n_cand > rerank_pool:
-                # score only the rerank_pool candidates with most collisions
-                pool = pool_scratch[tid]
-                n_pool, state = _top_by_count(
-                    cand, n_cand, count, L * n_probes, rerank_pool, pool, tie_scratch[tid],
-                    hist_scratch[tid], state
-                )
-                for c in range(n_cand):
-                    count[cand[c]] = 0
-                for c in range(n_pool):
-                    cand[c] = pool[c]
-                    count[pool[c]] = 1
-                n_cand = n_pool
-            scores = cand_score_scratch[tid]
-            if neuron_major:
-                _score_by_neuron(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
-                work += n_cand * in_nnz[s]
-            elif 4 * n_cand >= n_neurons:
-                # many candidates: scoring all neurons with AXPYs is cheaper than gathers
-                all_scores = score_scratch[tid]
-                _score_all(s, W, b, n_neurons, in_ids, in_vals, in_cnt, all_scores)
-                for c in range(n_cand):
-                    scores[c] = all_scores[cand[c]]
-                work += n_neurons * in_nnz[s]
-            else:
-                _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
-                work += n_cand * in_nnz[s]
-            if block_width > 0:
-                n_out = _top_by_score(cand, scores, n_cand, n_active, pool_scratch[tid],
-                                      tie_scratch[tid])
-                _group_by_block(pool_scratch[tid], n_out, block_width, n_neurons, row)
-            else:
-                n_out = _top_by_score(cand, scores, n_cand, n_active, row, tie_scratch[tid])
-            if write_values:  # all_scores holds every neuron's pre-activation
-                for c in range(n_out):
-                    out_vals[s, c] = _activate(score_scratch[tid][row[c]], activation)
-        if mode != SELECT_EXACT:
-            for c in range(n_cand):
-                count[cand[c]] = 0
-        if n_out < n_active:
-            n_out = _pad_with_random(row, n_out, n_active, n_neurons, count, state)
-        out_cnt[s] = n_out
-        cost[s] = work
+    reset_claims(claims)
+    for worker in prange(n_workers(claims)):
+        count, cand = count_scratch[worker], cand_scratch[worker]
+        first, stop, share = next_chunk(claims, worker, in_cnt.shape[0], SAMPLE_CHUNK, 0)
+        while first < stop:
+            for s in range(first, stop):
+                row = out_ids[s]
+                state = np.uint64(seed) ^ (row_keys[s] * _GOLDEN)
+                state, _ = _next_random(state)
+                n_cand = 0
+                work = 0
+                if mode == SELECT_EXACT:
+                    for j in range(n_neurons):
+                        cand[j] = j
+                    n_cand = n_neurons
+                elif mode != SELECT_RANDOM:
+                    n_cand, retrieved = _query_tables(
+                        s, in_ids, in_vals, in_cnt, hyperplanes, bias_row, K, L, offsets,
+                        neuron_ids, n_probes, count, cand, proj_scratch[worker],
+                    )
+                    work += retrieved + in_nnz[s] * K * L
+                if n_cand <= n_active:
+                    for c in range(n_cand):
+                        row[c] = cand[c]
+                    n_out = n_cand
+                elif mode == SELECT_LSH:
+                    n_out, state = _top_by_count(
+                        cand, n_cand, count, L * n_probes, n_active, row, tie_scratch[worker],
+                        hist_scratch[worker], state
+                    )
+                else:
+                    if mode == SELECT_LSH_RERANK and n_cand > rerank_pool:
+                        # score only the rerank_pool candidates with most collisions
+                        pool = pool_scratch[worker]
+                        n_pool, state = _top_by_count(
+                            cand, n_cand, count, L * n_probes, rerank_pool, pool, tie_scratch[worker],
+                            hist_scratch[worker], state
+                        )
+                        for c in range(n_cand):
+                            count[cand[c]] = 0
+                        for c in range(n_pool):
+                            cand[c] = pool[c]
+                            count[pool[c]] = 1
+                        n_cand = n_pool
+                    scores = cand_score_scratch[worker]
+                    if neuron_major:
+                        _score_by_neuron(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
+                        work += n_cand * in_nnz[s]
+                    elif 4 * n_cand >= n_neurons:
+                        # many candidates: scoring all neurons with AXPYs is cheaper than gathers
+                        all_scores = score_scratch[worker]
+                        _score_all(s, W, b, n_neurons, in_ids, in_vals, in_cnt, all_scores)
+                        for c in range(n_cand):
+                            scores[c] = all_scores[cand[c]]
+                        work += n_neurons * in_nnz[s]
+                    else:
+                        _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
+                        work += n_cand * in_nnz[s]
+                    if block_width > 0:
+                        n_out = _top_by_score(cand, scores, n_cand, n_active, pool_scratch[worker],
+                                              tie_scratch[worker])
+                        _group_by_block(pool_scratch[worker], n_out, block_width, n_neurons, row)
+                    else:
+                        n_out = _top_by_score(cand, scores, n_cand, n_active, row, tie_scratch[worker])
+                    if write_values:  # all_scores holds every neuron's pre-activation
+                        for c in range(n_out):
+                            out_vals[s, c] = _activate(score_scratch[worker][row[c]], activation)
+                if mode != SELECT_EXACT:
+                    for c in range(n_cand):
+                        count[cand[c]] = 0
+                if n_out < n_active:
+                    n_out = _pad_with_random(row, n_out, n_active, n_neurons, count, state)
+                out_cnt[s] = n_out
+                cost[s] = work
+            first, stop, share = next_chunk(claims, worker, in_cnt.shape[0], SAMPLE_CHUNK, share)
 
 
 @njit(nogil=True, parallel=True, cache=True)

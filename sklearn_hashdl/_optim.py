@@ -79,9 +79,10 @@ class SparseOptimizer:
         owner's factor; ``columns`` are the other side's lists (ids, counts,
         values) and ``outputs`` the layer's active neurons (ids, counts, deltas)
         for the biases; ``col_spans`` the spans of the non-zeros when the
-        columns are whole dense input rows. See ``_kernels._weight_row_gradient``.
+        columns are whole dense input rows; ``scratch`` = (grad, mark, cols,
+        compact sums, claims). See ``_kernels._weight_row_gradient``.
         """
-        grad, mark, cols, compact = scratch
+        grad, mark, cols, compact, claims = scratch
         s = self.state
         # moments are stored like the weights: kernels see them the same way
         weight_state = [s[name][layer].T if neuron_major else s[name][layer]
@@ -89,7 +90,8 @@ class SparseOptimizer:
         update = _kernels.adam_update if self.solver == "adam" else _kernels.sgd_update
         bias_state = [s[name][layer] for name in self.bias_state]
         update(W, b, *weight_state, *bias_state, *index, row_vals, *columns, col_spans, *outputs,
-               np.float32(l2), np.float32(step_size), *self._constants, grad, mark, cols, compact)
+               np.float32(l2), np.float32(step_size), *self._constants, grad, mark, cols, compact,
+               claims)
 
     def update_blocked_layer(self, layer, blocked, b, step_size, l2, index, row_vals, outputs,
                              scratch):

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import _block_kernels, _kernels, _lsh
+from . import _block_kernels, _kernels, _lsh, _work_sharing
 from ._blocks import PAGE_BYTES, LayoutChooser, column_blocks, stacked_apart
 
 
@@ -183,6 +183,17 @@ class Workspace:
         # numba each batch took 10 us)
         self.n_threads = numba.get_num_threads()
         self._views = {}  # batch size -> BatchViews
+
+    @property
+    def n_threads(self):
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, n_threads):
+        # the kernels that share their items among workers get one per thread
+        # (``_work_sharing``); each worker uses the scratch row of its number
+        self._n_threads = n_threads
+        self.claims = _work_sharing.new_claims(min(n_threads, numba.config.NUMBA_NUM_THREADS))
 
     def views(self, n_rows):
         """The buffers cut to a batch of ``n_rows`` (``BatchViews``), made once per size
@@ -513,7 +524,7 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
         network.biases[i], hyperplanes, network.layer_sizes[i], network.K, network.L, offsets,
         neuron_ids, n_select, network.rerank_pool(i), network.n_probes, seed, row_keys, out_ids,
         out_cnt, cost, write_values, network.block_width(i), network.activation_code, out_vals,
-        ws.count, ws.cand, ws.ties, ws.hist, ws.proj, ws.pool, ws.scores, ws.cand_scores,
+        ws.count, ws.cand, ws.ties, ws.hist, ws.proj, ws.pool, ws.scores, ws.cand_scores, ws.claims,
     )
     return write_values
 
@@ -527,7 +538,7 @@ def compute_layer(network, i, inputs, outputs, ws=None):
     activation = 0 if i == network.n_layers - 1 else network.activation_code
     if network.neuron_major[i] and ws is not None:
         _kernels.forward_layer_grouped(W, b, in_ids, in_vals, in_cnt, *ws.inverted(i + 1),
-                                       activation, out_vals)
+                                       activation, out_vals, ws.claims)
     elif ws is not None and i in ws.grouped:
         _, _, row_start, row_sample, row_pos = ws.inverted(i)
         _kernels.forward_dense_grouped(W, b, in_vals, in_cnt.shape[0], row_start, row_sample, row_pos,
@@ -591,13 +602,13 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         else:
             _kernels.backward_layer(network.kernel_weights(i), *lists, not network.is_sparse(i),
                                     network.block_width(i), delta[i + 1],
-                                    network.activation_code, delta[i])
+                                    network.activation_code, delta[i], ws.claims)
     timer.mark("backward")
 
     if step_size is None:
         step_size = optimizer.begin_batch()
     l2 = alpha / weight_sum
-    scratch = (ws.grad, ws.mark, ws.cols, ws.compact)
+    scratch = (ws.grad, ws.mark, ws.cols, ws.compact, ws.claims)
     # each layer's update groups the batch by weight row: by input (level i),
     # or by neuron (level i + 1) for neuron-major W; all levels at once
     row_levels = [i + 1 if network.neuron_major[i] else i for i in range(n_layers)]

@@ -1,5 +1,6 @@
 """The comparison tool, the recall diagnostic and the shared-data benchmarks."""
 
+import os
 from pathlib import Path
 
 import numba
@@ -110,6 +111,7 @@ def test_bench_speed_threads_and_kernel_profiles_run_short_on_real_data(capsys):
 def test_replay_update_parts_leave_the_scratch_zeroed(capsys):
     replay = _load_benchmark("replay_update")
     X, y, _, _ = load_dataset(npz=str(MNIST), max_train_rows=300, seed=0)
+    assert replay.capture_last_update(X, y, layer=0)[0].shape == (784, 1000)
     n_union, args = replay.part_arguments(replay.capture_last_update(X, y, layer=1))
     assert args[0].shape == (1000, 1000) and -1 <= n_union <= 1000  # -1: not compacted
     W, grad, mark = args[0], args[17], args[18]  # weights, the per-thread gradient and marks
@@ -124,6 +126,30 @@ def test_replay_update_parts_leave_the_scratch_zeroed(capsys):
     out = capsys.readouterr().out
     assert "gradient sums, copies made once" in out and "round trip" in out
     assert "after both threads read the rows" in out and "after thread 0 alone" in out
+
+
+def test_replay_update_per_cpu_summary_groups_rounds_by_placement_and_cpu_speeds():
+    replay = _load_benchmark("replay_update")
+    rounds = [(70, [100.0, 104.0], 55.0), (80, [100.0, 150.0], 80.0), (340, [90.0, 95.0], 60.0),
+              (75, [103.0, 102.0], 57.0)]
+    lines = replay.per_cpu_summary(rounds).splitlines()[1:]
+    assert len(lines) == 3  # apart and alike; near and alike; near with one CPU slower
+    assert lines[0].startswith("  apart alike") and "1 rounds" in lines[0]
+    assert "(1.50x the faster)" in lines[0]
+    # near and alike: medians of two rounds, 101 us on the faster CPU and 56 on two threads
+    assert "2 rounds" in lines[1] and "101 us" in lines[1] and "(1.80x the faster)" in lines[1]
+    assert "one CPU slower" in lines[2] and "150 on the slower" in lines[2]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to pin to")
+def test_replay_update_pinned_timing_restores_the_affinity():
+    replay = _load_benchmark("replay_update")
+    allowed = os.sched_getaffinity(0)
+    cpus_seen = []
+    us = replay._pinned_us(lambda: cpus_seen.append(os.sched_getaffinity(0)), max(allowed), 2)
+    assert us > 0 and cpus_seen and all(seen == {max(allowed)} for seen in cpus_seen)
+    assert os.sched_getaffinity(0) == allowed
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")

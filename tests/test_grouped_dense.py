@@ -11,6 +11,7 @@ from sklearn_hashdl import _kernels
 from sklearn_hashdl._lsh import SELECT_EXACT, SELECT_LSH
 from sklearn_hashdl._network import Network, active_counts, glorot_init
 from sklearn_hashdl._train import grouped_dense_layers
+from sklearn_hashdl._work_sharing import new_claims
 
 N_IN, N_OUT, PER_ROW = 300, 7, 40
 
@@ -85,7 +86,7 @@ def test_grouped_backward_equals_the_sample_by_sample_kernel(activation):
     expected = np.zeros_like(vals)
     all_out = np.tile(np.arange(N_OUT, dtype=np.int32), (len(cnt), 1))
     _kernels.backward_layer(W, ids, vals, cnt, all_out, np.full(len(cnt), N_OUT, np.int32), True, 0,
-                            out_delta, code, expected)
+                            out_delta, code, expected, new_claims(numba.get_num_threads()))
     got = np.full_like(vals, np.nan)
     _kernels.backward_dense_grouped(W, vals, *_inverted(ids, cnt), out_delta, code, got)
     assert np.array_equal(got, expected)

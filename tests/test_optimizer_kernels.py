@@ -18,6 +18,7 @@ import pytest
 from sklearn_hashdl import _kernels
 from sklearn_hashdl._optim import SparseOptimizer
 from sklearn_hashdl._train import _thread_scratch, compact_scratch
+from sklearn_hashdl._work_sharing import new_claims
 
 N_ROWS, WIDTH = 4, 100
 # (sample, input rows with values, active columns): row 0 meets 73 columns and
@@ -89,7 +90,8 @@ def _kernel_lists(rows, cols, whole_rows=False, compact=True):
     touched = np.zeros(N_ROWS, np.int32)
     n_touched = _kernels.invert_lists(row_ids, row_cnt, N_ROWS, row_start, row_sample, row_pos, touched)
     scratch = tuple(_thread_scratch(8, WIDTH, dtype) for dtype in (np.float32, np.uint8, np.int32))
-    scratch += (compact_scratch(8, len(col_cnt), WIDTH, WIDTH if compact else 0),)
+    scratch += (compact_scratch(8, len(col_cnt), WIDTH, WIDTH if compact else 0),
+                new_claims(numba.get_num_threads()))
     columns, spans = (col_ids, col_cnt, col_vals), _kernels.NO_SPANS
     if whole_rows:
         columns, spans = _whole_rows(col_ids, col_vals, col_cnt)
@@ -230,6 +232,17 @@ def test_invert_levels_groups_each_level_as_invert_lists_does(n_threads):
     assert (touched[at[5]: at[5] + shapes[1][1]] == -1).all()
 
 
+def _update(solver, arrays, lists, scratch):
+    """One lazy Adam (l2 0.01, step 0.05) or Nesterov SGD step on ``arrays`` =
+    [W, b, and the moments of W and b: m_W, v_W, m_b, v_b for Adam]."""
+    if solver == "adam":
+        _kernels.adam_update(*arrays, *lists, np.float32(0.01), np.float32(0.05), np.float32(0.9),
+                             np.float32(0.999), np.float32(1e-8), *scratch)
+    else:
+        _kernels.sgd_update(arrays[0], arrays[1], arrays[2], arrays[4], *lists, np.float32(0.01),
+                            np.float32(0.05), np.float32(0.9), True, *scratch)
+
+
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_union_step_equals_the_other_paths_bit_for_bit(solver):
     # column blocks choose their path per block, the one matrix per layer: the
@@ -242,12 +255,7 @@ def test_union_step_equals_the_other_paths_bit_for_bit(solver):
     for compact in (True, False):  # the union step, and the sums sample by sample
         arrays = [a.copy() for a in [W, b] + state]
         lists, scratch = _kernel_lists(rows, cols, compact=compact)
-        if solver == "adam":
-            _kernels.adam_update(*arrays, *lists, np.float32(0.01), np.float32(0.05), np.float32(0.9),
-                                 np.float32(0.999), np.float32(1e-8), *scratch)
-        else:
-            _kernels.sgd_update(arrays[0], arrays[1], arrays[2], arrays[4], *lists, np.float32(0.01),
-                                np.float32(0.05), np.float32(0.9), True, *scratch)
+        _update(solver, arrays, lists, scratch)
         assert scratch[3][3].any() == compact  # the compact copies were made, or not
         results.append(arrays)
     for with_union_step, sample_by_sample in zip(*results):

@@ -1,0 +1,86 @@
+"""Sharing a parallel loop's items between threads: each its own share first, then the others'.
+
+numba's ``prange`` gives each thread a fixed, equal share of the items. On a
+virtual machine one virtual CPU can run the same work 1.5x slower than the other
+for seconds at a time (its host core busy with other work), and the faster
+thread then waits at the end of every kernel: replaying one batch's first-layer
+update of the 3 x 1000 network on MNIST, two threads ran 1.33x faster than one
+in such rounds and 1.84x in the others (``benchmarks/replay_update.py --per-cpu``,
+docs/performance.md, Zen 4 sixth session).
+
+Here each of a kernel's workers (``prange(n_workers)``, one per thread) takes its
+own share of the items in chunks, counting them off with an atomic counter, and
+when that is done takes chunks of the other shares, so that a thread that is
+ahead finishes a slower one's items (1.71x in those rounds, unchanged in the
+others). The items a worker takes from its own share are those a ``prange``
+would have given it, so the rows an update writes mostly stay on the core that
+wrote them in the batch before. Items are computed the same way whichever worker
+takes them: results do not depend on how the work was shared.
+
+A kernel gets ``claims = new_claims(n_workers)`` (``Workspace.claims``), calls
+``reset_claims`` before its parallel loop, and in it::
+
+    for worker in prange(n_workers(claims)):
+        first, stop, share = next_chunk(claims, worker, n_items, CHUNK, 0)
+        while first < stop:
+            for item in range(first, stop):
+                ...  # per-thread scratch indexed by worker
+            first, stop, share = next_chunk(claims, worker, n_items, CHUNK, share)
+"""
+
+import numpy as np
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# int64 counters a worker's claim counter is apart from the next: 128 bytes, so
+# that no cache line, nor pair of lines fetched together, holds two counters
+CLAIM_STRIDE = 16
+# Items a claim takes: weight rows of the update and neurons of the grouped
+# forward pass take about a microsecond each, a sample's selection or backward
+# pass several; an uncontended claim takes a few nanoseconds
+ROW_CHUNK = 4
+SAMPLE_CHUNK = 2
+
+
+def new_claims(n_workers):
+    """Claim counters for kernels shared among ``n_workers`` workers."""
+    return np.zeros(max(1, n_workers) * CLAIM_STRIDE, np.int64)
+
+
+@intrinsic
+def _fetch_add(typingctx, array, index, value):
+    """array[index] += value atomically; returns the value before."""
+    def codegen(context, builder, signature, args):
+        view = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], view, [args[1]])
+        return builder.atomic_rmw("add", pointer, args[2], "monotonic")
+    return types.int64(array, index, types.int64), codegen
+
+
+@njit(cache=True, inline="always")
+def n_workers(claims):
+    return claims.shape[0] // CLAIM_STRIDE
+
+
+@njit(cache=True, inline="always")
+def reset_claims(claims):
+    """Every share unclaimed (a loop: a slice assignment would be a parallel loop)."""
+    for c in range(claims.shape[0]):
+        claims[c] = 0
+
+
+@njit(cache=True, inline="always")
+def next_chunk(claims, worker, n_items, chunk, share):
+    """The next chunk [first, stop) of up to ``chunk`` items for ``worker``, from its
+    own share (``share`` 0) or, once that is taken, from the next worker's, and so
+    on; returns (first, stop, share), with first == stop when all are taken."""
+    n = n_workers(claims)
+    while share < n:
+        owner = (worker + share) % n
+        stop = n_items * (owner + 1) // n
+        first = n_items * owner // n + _fetch_add(claims, owner * CLAIM_STRIDE, chunk)
+        if first < stop:
+            return first, min(first + chunk, stop), share
+        share += 1
+    return n_items, n_items, share
