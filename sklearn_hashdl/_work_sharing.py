@@ -4,9 +4,9 @@ numba's ``prange`` gives each thread a fixed, equal share of the items. On a
 virtual machine one virtual CPU can run the same work 1.5x slower than the other
 for seconds at a time (its host core busy with other work), and the faster
 thread then waits at the end of every kernel: replaying one batch's first-layer
-update of the 3 x 1000 network on MNIST, two threads ran 1.33x faster than one
-in such rounds and 1.84x in the others (``benchmarks/replay_update.py --per-cpu``,
-docs/performance.md, Zen 4 sixth session).
+update of the 3 x 1000 network on MNIST, two threads ran 1.33x faster than the
+faster CPU alone in such rounds and 1.84x in the others (docs/performance.md,
+Zen 4 sixth session; ``benchmarks/replay_update.py --per-cpu`` times each CPU).
 
 Here each of a kernel's workers (``prange(n_workers)``, one per thread) takes its
 own share of the items in chunks, counting them off with an atomic counter, and
