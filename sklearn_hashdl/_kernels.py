@@ -16,10 +16,11 @@ few contiguous rows, and scoring every neuron of a layer is a few AXPYs. The
 Parallel loops write only to what their iteration owns (a sample's row in the
 forward and backward passes, a neuron, an input row or a range of input ids in the
 grouped passes, a weight row in the update), so results do not depend on the number
-of threads. Per-thread scratch is indexed by ``numba.get_thread_id()``, or in the
-kernels that share their items among workers (``_work_sharing``: the update, the
-by-sample backward pass, the grouped forward pass) by the worker's number; all of
-it but the ``cols`` lists (written before they are read) is left zeroed. Kernels
+of threads. Per-thread scratch is indexed by ``numba.get_thread_id()``, or by the
+worker's number in the kernels that share their items among workers
+(``_work_sharing``: the update kernels, ``_lsh.select_active``; the by-sample
+backward pass and the grouped forward pass share theirs too, with no scratch); all
+of it but the ``cols`` lists (written before they are read) is left zeroed. Kernels
 called from Python release the GIL (``nogil``), so that asynchronous training can
 run them from several threads.
 """

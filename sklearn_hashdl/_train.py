@@ -152,7 +152,7 @@ class Workspace:
         self.mark = _thread_scratch(n_threads, max_size, np.uint8)
         self.cols = _thread_scratch(n_threads, max_size, np.int32)
         self.compact = compact_scratch(n_threads, B, max_size)
-        # per-thread scratch of the selection kernel
+        # per-thread scratch of the selection kernel (per worker: _work_sharing)
         n_tables = network.L
         n_planes = network.K * n_tables
         self.count = _thread_scratch(n_threads, max_out, np.int32)
@@ -191,7 +191,8 @@ class Workspace:
     @n_threads.setter
     def n_threads(self, n_threads):
         # the kernels that share their items among workers get one per thread
-        # (``_work_sharing``); each worker uses the scratch row of its number
+        # (``_work_sharing``); each worker uses the scratch row of its number.
+        # Kernels run on at most this many threads: set it where numba's count is set
         self._n_threads = n_threads
         self.claims = _work_sharing.new_claims(min(n_threads, numba.config.NUMBA_NUM_THREADS))
 

@@ -8,24 +8,30 @@ update of the 3 x 1000 network on MNIST, two threads ran 1.33x faster than the
 faster CPU alone in such rounds and 1.84x in the others (docs/performance.md,
 Zen 4 sixth session; ``benchmarks/replay_update.py --per-cpu`` times each CPU).
 
-Here each of a kernel's workers (``prange(n_workers)``, one per thread) takes its
-own share of the items in chunks, counting them off with an atomic counter, and
-when that is done takes chunks of the other shares, so that a thread that is
-ahead finishes a slower one's items (1.71x in those rounds, unchanged in the
-others). The items a worker takes from its own share are those a ``prange``
-would have given it, so the rows an update writes mostly stay on the core that
+Here each of a kernel's workers (``prange(n_workers(claims))``, one per thread)
+takes its own share of the items in chunks, counting them off with an atomic
+counter, and when that is done takes chunks of the other shares, so that a
+thread that is ahead finishes a slower one's items (1.71x in those rounds,
+unchanged in the others). A worker's own share is about what ``prange`` would
+have given its thread (with numba's OpenMP and workqueue layers, which tie an
+iteration to a thread), so the rows an update writes mostly stay on the core that
 wrote them in the batch before. Items are computed the same way whichever worker
 takes them: results do not depend on how the work was shared.
 
-A kernel gets ``claims = new_claims(n_workers)`` (``Workspace.claims``), calls
+A kernel gets ``claims = new_claims(workers)`` (``Workspace.claims``), calls
 ``reset_claims`` before its parallel loop, and in it::
 
     for worker in prange(n_workers(claims)):
         first, stop, share = next_chunk(claims, worker, n_items, CHUNK, 0)
         while first < stop:
             for item in range(first, stop):
-                ...  # per-thread scratch indexed by worker
+                ...  # per-worker scratch indexed by worker
             first, stop, share = next_chunk(claims, worker, n_items, CHUNK, share)
+
+Rules: per-worker scratch needs at least ``n_workers(claims)`` rows; two kernels
+running at once (asynchronous training's threads) need claims of their own, since
+each resets and advances its counters; the loop body must not rebind ``worker``,
+``first``, ``stop`` or ``share``.
 """
 
 import numpy as np
@@ -33,8 +39,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# int64 counters a worker's claim counter is apart from the next: 128 bytes, so
-# that no cache line, nor pair of lines fetched together, holds two counters
+# Spacing of the workers' counters, in int64s: 128 bytes, so that no cache line,
+# nor pair of lines fetched together, holds two counters
 CLAIM_STRIDE = 16
 # Items a claim takes: weight rows of the update and neurons of the grouped
 # forward pass take about a microsecond each, a sample's selection or backward
@@ -43,19 +49,42 @@ ROW_CHUNK = 4
 SAMPLE_CHUNK = 2
 
 
-def new_claims(n_workers):
-    """Claim counters for kernels shared among ``n_workers`` workers."""
-    return np.zeros(max(1, n_workers) * CLAIM_STRIDE, np.int64)
+def new_claims(workers):
+    """Claim counters for kernels shared among ``workers`` workers."""
+    return np.zeros(max(1, workers) * CLAIM_STRIDE, np.int64)
+
+
+def _counter_pointer(context, builder, signature, args):
+    """LLVM pointer to array[index] for an intrinsic called with (array, index, ...)."""
+    view = context.make_array(signature.args[0])(context, builder, args[0])
+    return cgutils.get_item_pointer(context, builder, signature.args[0], view, [args[1]])
+
+
+def _is_counter_array(array):
+    return isinstance(array, types.Array) and array.ndim == 1 and array.dtype == types.int64
 
 
 @intrinsic
 def _fetch_add(typingctx, array, index, value):
-    """array[index] += value atomically; returns the value before."""
+    """array[index] += value atomically (array: 1-D int64); returns the value before."""
+    if not _is_counter_array(array):
+        return None
+
     def codegen(context, builder, signature, args):
-        view = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], view, [args[1]])
+        pointer = _counter_pointer(context, builder, signature, args)
         return builder.atomic_rmw("add", pointer, args[2], "monotonic")
-    return types.int64(array, index, types.int64), codegen
+    return types.int64(array, types.intp, types.int64), codegen
+
+
+@intrinsic
+def _load_relaxed(typingctx, array, index):
+    """array[index], read atomically (another worker may be adding to it)."""
+    if not _is_counter_array(array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_counter_pointer(context, builder, signature, args), "monotonic", 8)
+    return types.int64(array, types.intp), codegen
 
 
 @njit(cache=True, inline="always")
@@ -73,14 +102,19 @@ def reset_claims(claims):
 @njit(cache=True, inline="always")
 def next_chunk(claims, worker, n_items, chunk, share):
     """The next chunk [first, stop) of up to ``chunk`` items for ``worker``, from its
-    own share (``share`` 0) or, once that is taken, from the next worker's, and so
-    on; returns (first, stop, share), with first == stop when all are taken."""
+    own share or, once that is taken, from the next worker's, and so on. ``share``
+    counts the shares past its own that the worker has reached: 0 at first, then
+    what the call before returned. Returns (first, stop, share), with first == stop
+    when all are taken."""
     n = n_workers(claims)
     while share < n:
         owner = (worker + share) % n
-        stop = n_items * (owner + 1) // n
-        first = n_items * owner // n + _fetch_add(claims, owner * CLAIM_STRIDE, chunk)
-        if first < stop:
-            return first, min(first + chunk, stop), share
+        start, stop = n_items * owner // n, n_items * (owner + 1) // n
+        # a read first: on many cores, every worker looks at every share at the
+        # end, and atomic adds on shares already taken would queue on their lines
+        if start + _load_relaxed(claims, owner * CLAIM_STRIDE) < stop:
+            first = start + _fetch_add(claims, owner * CLAIM_STRIDE, chunk)
+            if first < stop:
+                return first, min(first + chunk, stop), share
         share += 1
     return n_items, n_items, share

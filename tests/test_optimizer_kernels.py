@@ -91,7 +91,7 @@ def _kernel_lists(rows, cols, whole_rows=False, compact=True):
     n_touched = _kernels.invert_lists(row_ids, row_cnt, N_ROWS, row_start, row_sample, row_pos, touched)
     scratch = tuple(_thread_scratch(8, WIDTH, dtype) for dtype in (np.float32, np.uint8, np.int32))
     scratch += (compact_scratch(8, len(col_cnt), WIDTH, WIDTH if compact else 0),
-                new_claims(numba.get_num_threads()))
+                new_claims(min(8, numba.get_num_threads())))  # a worker per scratch row at most
     columns, spans = (col_ids, col_cnt, col_vals), _kernels.NO_SPANS
     if whole_rows:
         columns, spans = _whole_rows(col_ids, col_vals, col_cnt)
