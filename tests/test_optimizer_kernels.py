@@ -122,8 +122,7 @@ def test_update_kernels_apply_the_rule_to_touched_entries_only(solver, whole_row
     assert touched_W.sum(axis=1).tolist() == touched_per_row
     n_columns = len(np.unique(np.concatenate([c for _, c in samples])))
     assert (n_columns * _kernels.UNION_STEP_FRACTION <= WIDTH) == (samples is FEW_COLUMNS)
-    W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
-    state = [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
+    W, b, state = _random_layer(rng)
     before = [a.copy() for a in [W, b] + state]
     # as whole rows, row 0 sums its two samples in one pass, rows 1 and 2 one sample
     lists, scratch = _kernel_lists(rows, cols, whole_rows, compact)
@@ -232,6 +231,13 @@ def test_invert_levels_groups_each_level_as_invert_lists_does(n_threads):
     assert (touched[at[5]: at[5] + shapes[1][1]] == -1).all()
 
 
+def _random_layer(rng):
+    """Random weights W (N_ROWS, WIDTH), biases b and four optimizer state arrays
+    shaped as W, W, b, b."""
+    W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
+    return W, b, [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
+
+
 def _update(solver, arrays, lists, scratch):
     """One lazy Adam (l2 0.01, step 0.05) or Nesterov SGD step on ``arrays`` =
     [W, b, and the moments of W and b: m_W, v_W, m_b, v_b for Adam]."""
@@ -249,8 +255,7 @@ def test_union_step_equals_the_other_paths_bit_for_bit(solver):
     # step over the batch's columns alone must give exactly what the others give
     rng = np.random.RandomState(1)
     rows, cols = _batch(rng, FEW_COLUMNS * 4)
-    W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
-    state = [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
+    W, b, state = _random_layer(rng)
     results = []
     for compact in (True, False):  # the union step, and the sums sample by sample
         arrays = [a.copy() for a in [W, b] + state]

@@ -9,7 +9,7 @@ from sklearn_hashdl._train import Workspace
 from sklearn_hashdl._work_sharing import CLAIM_STRIDE, n_workers, new_claims, next_chunk, reset_claims
 
 from test_blocks import SIZES, _network_and_optimizer
-from test_optimizer_kernels import FEW_COLUMNS, N_ROWS, WIDTH, _batch, _kernel_lists, _update
+from test_optimizer_kernels import FEW_COLUMNS, _batch, _kernel_lists, _random_layer, _update
 
 
 @njit(parallel=True)
@@ -54,8 +54,7 @@ def test_a_worker_takes_its_own_share_first_then_the_others():
 def test_the_update_does_not_depend_on_how_many_workers_share_it(solver):
     rng = np.random.RandomState(3)
     rows, cols = _batch(rng, FEW_COLUMNS * 4)
-    W, b = rng.randn(N_ROWS, WIDTH).astype(np.float32), rng.randn(WIDTH).astype(np.float32)
-    state = [rng.rand(*a.shape).astype(np.float32) for a in (W, W, b, b)]
+    W, b, state = _random_layer(rng)
     results = []
     for workers in (1, 2, 3, 8):  # the scratch has rows for 8 workers
         arrays = [a.copy() for a in [W, b] + state]
