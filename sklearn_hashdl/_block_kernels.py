@@ -2,32 +2,70 @@
 
 A blocked layer's weights ``Wb`` are (n_blocks, rows, width): block t holds the
 neurons ``starts[t]:starts[t + 1]`` (the columns of the input-major weights).
-Each kernel first loops over the blocks in parallel, a block's thread reading
-and writing that block's weights only, and then, where the blocks' results must
-be combined, loops over the samples. The layer's active lists are grouped
-by block: sample s's neurons in block t are the run
+Each kernel first loops over the blocks in parallel, and then, where the blocks'
+results must be combined, loops over the samples. The layer's active lists are
+grouped by block: sample s's neurons in block t are the run
 ``block_ptr[s, t]:block_ptr[s, t + 1]`` of its list.
 
-Every block is computed the same way whichever thread runs it, and the blocks'
+The loop over the blocks has a worker per block (``block_claims``: claims of
+``_work_sharing`` for as many workers as blocks), which takes its block's
+items (samples, or touched weight rows) in chunks, and then, when ahead, the
+other blocks' remaining items: so a block's weights stay on one core except
+while the other core runs slower (a virtual CPU can, for seconds at a time).
+The loops over the samples share them among the threads (``claims``).
+
+Every item is computed the same way whichever worker takes it, and the blocks'
 results are combined in block order: results do not depend on the number of
-threads.
+threads nor on how the work was shared.
 """
 
-import numba
 from numba import njit, prange
 
 from ._kernels import (_activate, _adam_apply, _adam_row, _bias_gradient, _column_union,
                        _derivative, _sgd_apply, _sgd_row, DOT_MATH, NO_SPANS)
 from ._lsh import _group_by_block, _score_all, _top_by_score
+from ._work_sharing import (ROW_CHUNK, SAMPLE_CHUNK, mark_ready, n_workers, next_chunk,
+                            next_ready_chunk, reset_claims)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _pick_and_group(s, starts, n_active, activation, block_scores, all_ids, scores, kept, picked,
+                    in_nnz, out_ids, out_vals, out_cnt, block_ptr, local_ids, cost):
+    """Sample s's part of ``select_exact_blocks`` once the blocks have scored it."""
+    n_blocks = starts.shape[0] - 1
+    n_neurons, block_width = starts[n_blocks], starts[1] - starts[0]
+    for t in range(n_blocks):
+        lo = starts[t]
+        for j in range(starts[t + 1] - lo):
+            scores[lo + j] = block_scores[t, s, j]
+    n_out = min(n_active, n_neurons)
+    if n_out < n_neurons:
+        _top_by_score(all_ids, scores, n_neurons, n_out, picked, kept)  # overwrites scores
+    else:
+        for c in range(n_out):
+            picked[c] = c
+    out_cnt[s] = n_out
+    cost[s] = n_neurons * in_nnz[s]
+    row, ptr = out_ids[s], block_ptr[s]
+    _group_by_block(picked, n_out, block_width, n_neurons, row)
+    c = 0
+    for t in range(n_blocks):
+        lo = starts[t]
+        ptr[t] = c
+        while c < n_out and row[c] < starts[t + 1]:
+            local_ids[s, c] = row[c] - lo
+            out_vals[s, c] = _activate(block_scores[t, s, row[c] - lo], activation)
+            c += 1
+    ptr[n_blocks] = n_out
 
 
 @njit(nogil=True, parallel=True, cache=True, fastmath=DOT_MATH)
 def select_exact_blocks(Wb, starts, b, in_ids, in_vals, in_cnt, in_nnz, n_active, activation,
                         out_ids, out_vals, out_cnt, block_ptr, local_ids, cost, block_scores,
-                        all_ids, score_scratch, kept_scratch, pick_scratch):
+                        all_ids, score_scratch, kept_scratch, pick_scratch, block_claims, claims):
     """Exact selection (``_lsh.select_active``'s SELECT_EXACT) over column blocks.
 
-    Each block's thread scores its neurons for every sample into
+    Each block's worker scores its neurons for every sample into
     ``block_scores[t]``; then each sample's ``n_active`` best neurons go into
     ``out_ids`` grouped by block (``_lsh._group_by_block``), their activations
     into ``out_vals``, the runs of each block into ``block_ptr`` and the ids
@@ -37,138 +75,170 @@ def select_exact_blocks(Wb, starts, b, in_ids, in_vals, in_cnt, in_nnz, n_active
     """
     n_blocks = starts.shape[0] - 1
     n_rows = in_cnt.shape[0]
-    for t in prange(n_blocks):
-        lo, width = starts[t], starts[t + 1] - starts[t]
-        for s in range(n_rows):
-            _score_all(s, Wb[t], b[lo: lo + width], width, in_ids, in_vals, in_cnt, block_scores[t, s])
-    n_neurons, block_width = starts[n_blocks], starts[1] - starts[0]
-    for s in prange(n_rows):
-        tid = numba.get_thread_id()
-        scores, kept, picked = score_scratch[tid], kept_scratch[tid], pick_scratch[tid]
-        for t in range(n_blocks):
-            lo = starts[t]
-            for j in range(starts[t + 1] - lo):
-                scores[lo + j] = block_scores[t, s, j]
-        n_out = min(n_active, n_neurons)
-        if n_out < n_neurons:
-            _top_by_score(all_ids, scores, n_neurons, n_out, picked, kept)  # overwrites scores
-        else:
-            for c in range(n_out):
-                picked[c] = c
-        out_cnt[s] = n_out
-        cost[s] = n_neurons * in_nnz[s]
-        row, ptr = out_ids[s], block_ptr[s]
-        _group_by_block(picked, n_out, block_width, n_neurons, row)
-        c = 0
-        for t in range(n_blocks):
-            lo = starts[t]
-            ptr[t] = c
-            while c < n_out and row[c] < starts[t + 1]:
-                local_ids[s, c] = row[c] - lo
-                out_vals[s, c] = _activate(block_scores[t, s, row[c] - lo], activation)
-                c += 1
-        ptr[n_blocks] = n_out
+    # items: (block, sample) pairs, block-major, so that block t's are worker t's share
+    reset_claims(block_claims)
+    for worker in prange(n_workers(block_claims)):
+        first, stop, share = next_chunk(block_claims, worker, n_blocks * n_rows, SAMPLE_CHUNK, 0)
+        while first < stop:
+            t = first // n_rows  # a chunk lies within one share
+            lo, width = starts[t], starts[t + 1] - starts[t]
+            for s in range(first - t * n_rows, stop - t * n_rows):
+                _score_all(s, Wb[t], b[lo: lo + width], width, in_ids, in_vals, in_cnt,
+                           block_scores[t, s])
+            first, stop, share = next_chunk(block_claims, worker, n_blocks * n_rows, SAMPLE_CHUNK,
+                                            share)
+    reset_claims(claims)
+    for worker in prange(n_workers(claims)):
+        first, stop, share = next_chunk(claims, worker, n_rows, SAMPLE_CHUNK, 0)
+        while first < stop:
+            for s in range(first, stop):
+                _pick_and_group(s, starts, n_active, activation, block_scores, all_ids,
+                                score_scratch[worker], kept_scratch[worker], pick_scratch[worker],
+                                in_nnz, out_ids, out_vals, out_cnt, block_ptr, local_ids, cost)
+            first, stop, share = next_chunk(claims, worker, n_rows, SAMPLE_CHUNK, share)
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def backward_blocks(Wb, in_ids, in_vals, in_cnt, local_ids, block_ptr, out_delta, in_activation,
-                    partial, in_delta):
+                    partial, in_delta, block_claims, claims):
     """Deltas of the layer's active inputs from those of its active neurons: each
-    block's thread sums its neurons' terms into ``partial[t]``, and the blocks'
+    block's worker sums its neurons' terms into ``partial[t]``, and the blocks'
     sums are added in block order."""
     n_blocks = Wb.shape[0]  # block_ptr may have room for more (other layers' blocks)
     n_rows, width = in_ids.shape[0], in_ids.shape[1]
-    for t in prange(n_blocks):
-        W, sums = Wb[t], partial[t]
-        for s in range(n_rows):
-            # the block's run as slices: a loop from 0 lets LLVM drop the
-            # negative-index checks (1.6x faster than a loop from first to stop)
-            first, stop = block_ptr[s, t], block_ptr[s, t + 1]
-            ids, delta = local_ids[s, first:stop], out_delta[s, first:stop]
-            for p in range(in_cnt[s]):
-                row = W[in_ids[s, p]]
-                acc = row[0] * 0
-                for q in range(ids.shape[0]):
-                    acc += row[ids[q]] * delta[q]
-                sums[s * width + p] = acc
-    for s in prange(n_rows):
-        for p in range(in_cnt[s]):
-            acc = partial[0, s * width + p]
-            for t in range(1, n_blocks):
-                acc += partial[t, s * width + p]
-            in_delta[s, p] = acc * _derivative(in_vals[s, p], in_activation)
+    reset_claims(block_claims)  # items: (block, sample) pairs, as in select_exact_blocks
+    for worker in prange(n_workers(block_claims)):
+        first, stop, share = next_chunk(block_claims, worker, n_blocks * n_rows, SAMPLE_CHUNK, 0)
+        while first < stop:
+            t = first // n_rows
+            W, sums = Wb[t], partial[t]
+            for s in range(first - t * n_rows, stop - t * n_rows):
+                # the block's run as slices: a loop from 0 lets LLVM drop the
+                # negative-index checks (1.6x faster than a loop from first to stop)
+                ids = local_ids[s, block_ptr[s, t]: block_ptr[s, t + 1]]
+                delta = out_delta[s, block_ptr[s, t]: block_ptr[s, t + 1]]
+                for p in range(in_cnt[s]):
+                    row = W[in_ids[s, p]]
+                    acc = row[0] * 0
+                    for q in range(ids.shape[0]):
+                        acc += row[ids[q]] * delta[q]
+                    sums[s * width + p] = acc
+            first, stop, share = next_chunk(block_claims, worker, n_blocks * n_rows, SAMPLE_CHUNK,
+                                            share)
+    reset_claims(claims)
+    for worker in prange(n_workers(claims)):
+        first, stop, share = next_chunk(claims, worker, n_rows, SAMPLE_CHUNK, 0)
+        while first < stop:
+            for s in range(first, stop):
+                for p in range(in_cnt[s]):
+                    acc = partial[0, s * width + p]
+                    for t in range(1, n_blocks):
+                        acc += partial[t, s * width + p]
+                    in_delta[s, p] = acc * _derivative(in_vals[s, p], in_activation)
+            first, stop, share = next_chunk(claims, worker, n_rows, SAMPLE_CHUNK, share)
+
+
+@njit(cache=True, inline="always")
+def _block_lists(t, lists, n_rows):
+    """Block t's active lists, with ids local to the block: (ids, deltas, counts)
+    of ``lists``, scratch with a leading block axis."""
+    return lists[0][t], lists[1][t], lists[2][t][:n_rows]
+
+
+@njit(cache=True, inline="always")
+def _block_compact(t, compact):
+    """Block t's compact gradient sums (``_kernels.compact_scratch``, with a leading
+    block axis on every array); the accumulators keep theirs: a worker sums into
+    its own row of them, whichever block's row it takes."""
+    return compact[0][t], compact[1][t], compact[2][t], compact[3][t], compact[4], compact[5]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _block_columns(t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched, n_pairs,
-                   lists, compact):
-    """Block t's part of the layer's active lists, with ids local to the block, and
-    its compact gradient sums prepared (``_kernels._column_union``).
-
-    ``lists`` = (ids, deltas, counts) scratch with a leading block axis; ``compact``
-    as ``_kernels.compact_scratch`` with a leading block axis on every array.
-    Returns (ids, counts, deltas, n_union, the block's compact tuple).
-    """
-    width = starts[t + 1] - starts[t]
-    ids, deltas, counts = lists[0][t], lists[1][t], lists[2][t][:n_rows]
+def _prepare_block(t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched, n_pairs, lists,
+                   compact):
+    """Copy block t's part of the layer's active lists into ``lists`` and prepare
+    its compact gradient sums (``_kernels._column_union``); returns their column
+    count (-1: none)."""
+    ids, deltas, counts = _block_lists(t, lists, n_rows)
     for s in range(n_rows):
         first, stop = block_ptr[s, t], block_ptr[s, t + 1]
         for c in range(stop - first):  # loops: slice assignments would be parallel loops
             ids[s, c] = local_ids[s, first + c]
             deltas[s, c] = out_delta[s, first + c]
         counts[s] = stop - first
-    # the accumulators keep their block axis: _compact_row_gradient takes row t of them
-    block_compact = (compact[0][t], compact[1][t], compact[2][t], compact[3][t], compact[4],
-                     compact[5])
-    n_union = _column_union(ids, counts, deltas, width, False, n_touched, n_pairs, block_compact)
-    return ids, counts, deltas, n_union, block_compact
+    return _column_union(ids, counts, deltas, starts[t + 1] - starts[t], False, n_touched, n_pairs,
+                         _block_compact(t, compact))
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def adam_update_blocks(
     Wb, m_Wb, v_Wb, starts, b, m_b, v_b, touched_rows, n_touched, n_pairs, row_start, row_sample,
     row_pos, row_vals, local_ids, out_delta, block_ptr, l2, step_size, beta_1, beta_2, epsilon,
-    grad_scratch, mark_scratch, cols_scratch, lists, compact,
+    grad_scratch, mark_scratch, cols_scratch, lists, compact, union_sizes, block_claims,
 ):
-    """``_kernels.adam_update`` of a blocked layer: each block's thread updates the
-    touched rows of its block, and its biases. ``n_pairs`` is the number of
-    (row, sample) pairs in the index, ``row_start[n_inputs]``."""
+    """``_kernels.adam_update`` of a blocked layer: each block's worker prepares the
+    block's lists, updates its biases and the touched rows of its block, then
+    takes touched rows of the other blocks that are left. ``n_pairs`` is the number
+    of (row, sample) pairs in the index, ``row_start[n_inputs]``; ``union_sizes`` holds
+    each block's compact column count; scratch rows are per worker."""
     n_rows = local_ids.shape[0]
-    for t in prange(starts.shape[0] - 1):
-        tid = numba.get_thread_id()
-        grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
+    n_items = (starts.shape[0] - 1) * n_touched  # (block, row) pairs, block-major
+    reset_claims(block_claims)
+    for worker in prange(n_workers(block_claims)):
+        grad, mark, cols = grad_scratch[worker], mark_scratch[worker], cols_scratch[worker]
+        t = worker
+        union_sizes[t] = _prepare_block(t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched,
+                                    n_pairs, lists, compact)
+        mark_ready(block_claims, worker)
         lo, width = starts[t], starts[t + 1] - starts[t]
-        ids, counts, deltas, n_union, block_compact = _block_columns(
-            t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched, n_pairs, lists, compact)
-        for r in range(n_touched):
-            i = touched_rows[r]
-            _adam_row(Wb[t, i], m_Wb[t, i], v_Wb[t, i], i, width, row_start, row_sample, row_pos,
-                      row_vals, ids, counts, deltas, NO_SPANS, n_union, block_compact, t, grad, mark,
-                      cols, l2, step_size, beta_1, beta_2, epsilon)
+        ids, deltas, counts = _block_lists(t, lists, n_rows)
         n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
         _adam_apply(b[lo: lo + width], m_b[lo: lo + width], v_b[lo: lo + width], grad, mark, cols,
                     n_cols, 0, width, l2 * 0, step_size, beta_1, beta_2, epsilon)
+        first, stop, share = next_ready_chunk(block_claims, worker, n_items, ROW_CHUNK, 0)
+        while first < stop:
+            t = first // n_touched
+            width = starts[t + 1] - starts[t]
+            ids, deltas, counts = _block_lists(t, lists, n_rows)
+            block_compact = _block_compact(t, compact)
+            for r in range(first - t * n_touched, stop - t * n_touched):
+                i = touched_rows[r]
+                _adam_row(Wb[t, i], m_Wb[t, i], v_Wb[t, i], i, width, row_start, row_sample, row_pos,
+                          row_vals, ids, counts, deltas, NO_SPANS, union_sizes[t], block_compact, worker,
+                          grad, mark, cols, l2, step_size, beta_1, beta_2, epsilon)
+            first, stop, share = next_ready_chunk(block_claims, worker, n_items, ROW_CHUNK, share)
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def sgd_update_blocks(
     Wb, vel_Wb, starts, b, vel_b, touched_rows, n_touched, n_pairs, row_start, row_sample,
     row_pos, row_vals, local_ids, out_delta, block_ptr, l2, learning_rate, momentum, nesterov,
-    grad_scratch, mark_scratch, cols_scratch, lists, compact,
+    grad_scratch, mark_scratch, cols_scratch, lists, compact, union_sizes, block_claims,
 ):
     """``_kernels.sgd_update`` of a blocked layer (arguments as ``adam_update_blocks``)."""
     n_rows = local_ids.shape[0]
-    for t in prange(starts.shape[0] - 1):
-        tid = numba.get_thread_id()
-        grad, mark, cols = grad_scratch[tid], mark_scratch[tid], cols_scratch[tid]
+    n_items = (starts.shape[0] - 1) * n_touched
+    reset_claims(block_claims)
+    for worker in prange(n_workers(block_claims)):
+        grad, mark, cols = grad_scratch[worker], mark_scratch[worker], cols_scratch[worker]
+        t = worker
+        union_sizes[t] = _prepare_block(t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched,
+                                    n_pairs, lists, compact)
+        mark_ready(block_claims, worker)
         lo, width = starts[t], starts[t + 1] - starts[t]
-        ids, counts, deltas, n_union, block_compact = _block_columns(
-            t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched, n_pairs, lists, compact)
-        for r in range(n_touched):
-            i = touched_rows[r]
-            _sgd_row(Wb[t, i], vel_Wb[t, i], i, width, row_start, row_sample, row_pos, row_vals,
-                     ids, counts, deltas, NO_SPANS, n_union, block_compact, t, grad, mark, cols, l2,
-                     learning_rate, momentum, nesterov)
+        ids, deltas, counts = _block_lists(t, lists, n_rows)
         n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
-        _sgd_apply(b[lo: lo + width], vel_b[lo: lo + width], grad, mark, cols, n_cols, 0, width, l2 * 0,
-                   learning_rate, momentum, nesterov)
+        _sgd_apply(b[lo: lo + width], vel_b[lo: lo + width], grad, mark, cols, n_cols, 0, width,
+                   l2 * 0, learning_rate, momentum, nesterov)
+        first, stop, share = next_ready_chunk(block_claims, worker, n_items, ROW_CHUNK, 0)
+        while first < stop:
+            t = first // n_touched
+            width = starts[t + 1] - starts[t]
+            ids, deltas, counts = _block_lists(t, lists, n_rows)
+            block_compact = _block_compact(t, compact)
+            for r in range(first - t * n_touched, stop - t * n_touched):
+                i = touched_rows[r]
+                _sgd_row(Wb[t, i], vel_Wb[t, i], i, width, row_start, row_sample, row_pos, row_vals,
+                         ids, counts, deltas, NO_SPANS, union_sizes[t], block_compact, worker, grad, mark,
+                         cols, l2, learning_rate, momentum, nesterov)
+            first, stop, share = next_ready_chunk(block_claims, worker, n_items, ROW_CHUNK, share)

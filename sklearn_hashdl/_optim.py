@@ -99,7 +99,8 @@ class SparseOptimizer:
         ``_blocks.BlockedLayer``): ``index`` groups the batch by input, whose
         values are ``row_vals``; ``outputs`` = (ids within their block, runs per
         block, deltas) of the active neurons; ``scratch`` = (grad, mark, cols,
-        block lists, block compact sums)."""
+        block lists, block compact sums, union sizes, block claims), see
+        ``_block_kernels.adam_update_blocks``."""
         touched_rows, n_touched, row_start, row_sample, row_pos = index
         local_ids, block_ptr, out_delta = outputs
         n_pairs = row_start[blocked.layout.n_rows]

@@ -379,6 +379,24 @@ class BlockScratch:
                         stacked_apart(n_blocks, B, n_words, np.uint64),
                         _thread_scratch(n_blocks, n_columns, np.float32),
                         _thread_scratch(n_blocks, n_words, np.uint64))
+        self.union_sizes = np.zeros(n_blocks, np.int64)
+        # each worker's dense gradient row (a worker per block, _block_kernels)
+        self.grad = _thread_scratch(n_blocks, width, np.float32)
+        self.mark = _thread_scratch(n_blocks, width, np.uint8)
+        self.cols = _thread_scratch(n_blocks, width, np.int32)
+        # claims of the loops over blocks, a worker per block: a layer of n blocks
+        # takes the first n workers' (claims_for)
+        self._claims = _work_sharing.new_claims(n_blocks)
+
+    def claims_for(self, layer):
+        """Claims of ``layer``'s loops over its blocks (a ``BlockedLayer``)."""
+        return self._claims[: layer.layout.n_blocks * _work_sharing.CLAIM_STRIDE]
+
+    def update_scratch(self, layer):
+        """Scratch of the update kernels of ``layer`` (a ``BlockedLayer``): (grad, mark,
+        cols, lists, compact, union_sizes, claims)."""
+        return (self.grad, self.mark, self.cols, self.lists, self.compact, self.union_sizes,
+                self.claims_for(layer))
 
     def runs(self, n_rows):
         """Per level, (block_ptr, local_ids) of the first ``n_rows`` samples (made once
@@ -501,7 +519,7 @@ def select_blocks(network, ws, i, inputs, outputs, blocks, cost):
         layer.W, layer.layout.starts, network.biases[i], in_ids, in_vals, in_cnt, in_nnz,
         network.n_active[i], network.activation_code, out_ids, out_vals, out_cnt,
         block_ptr, local_ids, cost, scratch.scores, scratch.all_ids,
-        ws.scores, ws.ties, ws.pool,
+        ws.scores, ws.ties, ws.pool, scratch.claims_for(layer), ws.claims,
     )
     return True
 
@@ -593,7 +611,8 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
             block_ptr, local_ids = runs[i + 1]
             _block_kernels.backward_blocks(
                 blocks[i].W, in_ids, in_vals, in_cnt, local_ids, block_ptr, delta[i + 1],
-                network.activation_code, block_scratch.partial, delta[i])
+                network.activation_code, block_scratch.partial, delta[i],
+                block_scratch.claims_for(blocks[i]), ws.claims)
         elif i in ws.grouped:
             _kernels.backward_dense_grouped(network.kernel_weights(i), in_vals, *ws.inverted(i),
                                             delta[i + 1], network.activation_code, delta[i])
@@ -630,8 +649,7 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
             block_ptr, local_ids = runs[i + 1]
             optimizer.update_blocked_layer(i, blocks[i], b, step_size, l2, index, row_vals,
                                            (local_ids, block_ptr, outputs[2]),
-                                           (ws.grad, ws.mark, ws.cols, block_scratch.lists,
-                                            block_scratch.compact))
+                                           block_scratch.update_scratch(blocks[i]))
         else:
             optimizer.update_layer(i, network.kernel_weights(i), b, step_size, l2, index, row_vals,
                                    columns, outputs, scratch, network.neuron_major[i],

@@ -28,6 +28,12 @@ A kernel gets ``claims = new_claims(workers)`` (``Workspace.claims``), calls
                 ...  # per-worker scratch indexed by worker
             first, stop, share = next_chunk(claims, worker, n_items, CHUNK, share)
 
+Where other workers may take a share's items only once its owner has prepared
+data they need (a column block's lists, ``_block_kernels``), the owner calls
+``mark_ready(claims, worker)`` after writing it, and the loop takes chunks with
+``next_ready_chunk``, which skips the other shares not yet ready rather than
+wait for them (with fewer threads than workers, the owner may run after).
+
 Rules: per-worker scratch needs at least ``n_workers(claims)`` rows; two kernels
 running at once (asynchronous training's threads) need claims of their own, since
 each resets and advances its counters; the loop body must not rebind ``worker``,
@@ -47,6 +53,8 @@ CLAIM_STRIDE = 16
 # pass several; an uncontended claim takes a few nanoseconds
 ROW_CHUNK = 4
 SAMPLE_CHUNK = 2
+# a share's ready flag (mark_ready): in the second line of its counter's 128 bytes
+READY_AT = CLAIM_STRIDE // 2
 
 
 def new_claims(workers):
@@ -87,6 +95,31 @@ def _load_relaxed(typingctx, array, index):
     return types.int64(array, types.intp), codegen
 
 
+@intrinsic
+def _store_release(typingctx, array, index, value):
+    """array[index] = value, ordered after every write before it (array: 1-D int64)."""
+    if not _is_counter_array(array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _counter_pointer(context, builder, signature, args)
+        builder.store_atomic(args[2], pointer, "release", 8)
+        return context.get_dummy_value()
+    return types.void(array, types.intp, types.int64), codegen
+
+
+@intrinsic
+def _load_acquire(typingctx, array, index):
+    """array[index], read before every read after it: what a ``_store_release``
+    published is then seen with everything written before it."""
+    if not _is_counter_array(array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_counter_pointer(context, builder, signature, args), "acquire", 8)
+    return types.int64(array, types.intp), codegen
+
+
 @njit(cache=True, inline="always")
 def n_workers(claims):
     return claims.shape[0] // CLAIM_STRIDE
@@ -100,21 +133,40 @@ def reset_claims(claims):
 
 
 @njit(cache=True, inline="always")
+def mark_ready(claims, worker):
+    """Other workers may take the worker's share now: what its items need is written."""
+    _store_release(claims, worker * CLAIM_STRIDE + READY_AT, 1)
+
+
+@njit(cache=True, inline="always")
+def _next_chunk(claims, worker, n_items, chunk, share, ready_only):
+    n = n_workers(claims)
+    while share < n:
+        owner = (worker + share) % n
+        if share == 0 or not ready_only or _load_acquire(claims, owner * CLAIM_STRIDE + READY_AT):
+            start, stop = n_items * owner // n, n_items * (owner + 1) // n
+            # a read first: on many cores, every worker looks at every share at the
+            # end, and atomic adds on shares already taken would queue on their lines
+            if start + _load_relaxed(claims, owner * CLAIM_STRIDE) < stop:
+                first = start + _fetch_add(claims, owner * CLAIM_STRIDE, chunk)
+                if first < stop:
+                    return first, min(first + chunk, stop), share
+        share += 1
+    return n_items, n_items, share
+
+
+@njit(cache=True, inline="always")
 def next_chunk(claims, worker, n_items, chunk, share):
     """The next chunk [first, stop) of up to ``chunk`` items for ``worker``, from its
     own share or, once that is taken, from the next worker's, and so on. ``share``
     counts the shares past its own that the worker has reached: 0 at first, then
     what the call before returned. Returns (first, stop, share), with first == stop
     when all are taken."""
-    n = n_workers(claims)
-    while share < n:
-        owner = (worker + share) % n
-        start, stop = n_items * owner // n, n_items * (owner + 1) // n
-        # a read first: on many cores, every worker looks at every share at the
-        # end, and atomic adds on shares already taken would queue on their lines
-        if start + _load_relaxed(claims, owner * CLAIM_STRIDE) < stop:
-            first = start + _fetch_add(claims, owner * CLAIM_STRIDE, chunk)
-            if first < stop:
-                return first, min(first + chunk, stop), share
-        share += 1
-    return n_items, n_items, share
+    return _next_chunk(claims, worker, n_items, chunk, share, False)
+
+
+@njit(cache=True, inline="always")
+def next_ready_chunk(claims, worker, n_items, chunk, share):
+    """``next_chunk``, passing over the other workers' shares not marked ready
+    (``mark_ready``) when reached: their owners take those items."""
+    return _next_chunk(claims, worker, n_items, chunk, share, True)

@@ -6,7 +6,8 @@ import pytest
 from numba import njit, prange
 
 from sklearn_hashdl._train import Workspace
-from sklearn_hashdl._work_sharing import CLAIM_STRIDE, n_workers, new_claims, next_chunk, reset_claims
+from sklearn_hashdl._work_sharing import (CLAIM_STRIDE, mark_ready, n_workers, new_claims, next_chunk,
+                                          next_ready_chunk, reset_claims)
 
 from test_blocks import SIZES, _network_and_optimizer
 from test_optimizer_kernels import FEW_COLUMNS, _batch, _kernel_lists, _random_layer, _update
@@ -48,6 +49,29 @@ def test_a_worker_takes_its_own_share_first_then_the_others():
     assert next_chunk(claims, 1, 10, 3, 0)[:2] == (10, 10)  # nothing left for worker 1
     reset_claims(claims)
     assert next_chunk(claims, 1, 10, 3, 0) == (5, 8, 0)
+
+
+def _chunks(take, claims, worker, n_items, chunk):
+    """Every chunk ``take`` (next_chunk or next_ready_chunk) gives ``worker``, in order."""
+    chunks = []
+    first, stop, share = take(claims, worker, n_items, chunk, 0)
+    while first < stop:
+        chunks.append((first, stop))
+        first, stop, share = take(claims, worker, n_items, chunk, share)
+    return chunks
+
+
+def test_a_worker_passes_over_the_shares_not_ready():
+    claims = new_claims(3)
+    mark_ready(claims, 2)
+    # worker 0 takes its own share (items 0-3) without marking it, passes over
+    # worker 1's (4-7) and takes worker 2's (8-11)
+    assert _chunks(next_ready_chunk, claims, 0, 12, 3) == [(0, 3), (3, 4), (8, 11), (11, 12)]
+    # worker 1 still finds its own, marked or not; next_chunk ignores the marks
+    assert _chunks(next_ready_chunk, claims, 1, 12, 3) == [(4, 7), (7, 8)]
+    reset_claims(claims)  # unmarks every share
+    assert _chunks(next_ready_chunk, claims, 0, 12, 5) == [(0, 4)]
+    assert _chunks(next_chunk, claims, 1, 12, 5) == [(4, 8), (8, 12)]
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
