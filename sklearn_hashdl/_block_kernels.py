@@ -7,12 +7,16 @@ results must be combined, loops over the samples. The layer's active lists are
 grouped by block: sample s's neurons in block t are the run
 ``block_ptr[s, t]:block_ptr[s, t + 1]`` of its list.
 
-The loop over the blocks has a worker per block (``block_claims``: claims of
-``_work_sharing`` for as many workers as blocks), which takes its block's
-items (samples, or touched weight rows) in chunks, and then, when ahead, the
-other blocks' remaining items: so a block's weights stay on one core except
-while the other core runs slower (a virtual CPU can, for seconds at a time).
-The loops over the samples share them among the threads (``claims``).
+The selection and the backward pass score or read each block on one thread: a
+sample reads a large part of a block's weight rows, and another thread reading
+them made the owner's next writes to them cost a cross-core invalidation (with
+the virtual CPUs apart, 3 x 1000 batches took 12% longer). The update has a
+worker per block (``block_claims``: claims of ``_work_sharing`` for as many
+workers as blocks), which takes its block's touched rows in chunks, and then,
+when ahead, the other blocks' rows left but their last OWNER_KEEPS_ROWS: so a
+row moves between cores only while one runs slower (a virtual CPU can, for
+seconds at a time). The loops over the samples share them among the threads
+(``claims``).
 
 Every item is computed the same way whichever worker takes it, and the blocks'
 results are combined in block order: results do not depend on the number of
@@ -25,7 +29,12 @@ from ._kernels import (_activate, _adam_apply, _adam_row, _bias_gradient, _colum
                        _derivative, _sgd_apply, _sgd_row, DOT_MATH, NO_SPANS)
 from ._lsh import _group_by_block, _score_all, _top_by_score
 from ._work_sharing import (ROW_CHUNK, SAMPLE_CHUNK, mark_ready, n_workers, next_chunk,
-                            next_ready_chunk, reset_claims)
+                            reset_claims, share_ready, take_chunk)
+
+# Touched rows of a block that its worker keeps, however far ahead the other
+# worker is: a row another worker updates moves to its core and back, worth it
+# when a core runs slow, not for the last few rows of a call
+OWNER_KEEPS_ROWS = 16
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -62,10 +71,10 @@ def _pick_and_group(s, starts, n_active, activation, block_scores, all_ids, scor
 @njit(nogil=True, parallel=True, cache=True, fastmath=DOT_MATH)
 def select_exact_blocks(Wb, starts, b, in_ids, in_vals, in_cnt, in_nnz, n_active, activation,
                         out_ids, out_vals, out_cnt, block_ptr, local_ids, cost, block_scores,
-                        all_ids, score_scratch, kept_scratch, pick_scratch, block_claims, claims):
+                        all_ids, score_scratch, kept_scratch, pick_scratch, claims):
     """Exact selection (``_lsh.select_active``'s SELECT_EXACT) over column blocks.
 
-    Each block's worker scores its neurons for every sample into
+    Each block's thread scores its neurons for every sample into
     ``block_scores[t]``; then each sample's ``n_active`` best neurons go into
     ``out_ids`` grouped by block (``_lsh._group_by_block``), their activations
     into ``out_vals``, the runs of each block into ``block_ptr`` and the ids
@@ -75,18 +84,10 @@ def select_exact_blocks(Wb, starts, b, in_ids, in_vals, in_cnt, in_nnz, n_active
     """
     n_blocks = starts.shape[0] - 1
     n_rows = in_cnt.shape[0]
-    # items: (block, sample) pairs, block-major, so that block t's are worker t's share
-    reset_claims(block_claims)
-    for worker in prange(n_workers(block_claims)):
-        first, stop, share = next_chunk(block_claims, worker, n_blocks * n_rows, SAMPLE_CHUNK, 0)
-        while first < stop:
-            t = first // n_rows  # a chunk lies within one share
-            lo, width = starts[t], starts[t + 1] - starts[t]
-            for s in range(first - t * n_rows, stop - t * n_rows):
-                _score_all(s, Wb[t], b[lo: lo + width], width, in_ids, in_vals, in_cnt,
-                           block_scores[t, s])
-            first, stop, share = next_chunk(block_claims, worker, n_blocks * n_rows, SAMPLE_CHUNK,
-                                            share)
+    for t in prange(n_blocks):
+        lo, width = starts[t], starts[t + 1] - starts[t]
+        for s in range(n_rows):
+            _score_all(s, Wb[t], b[lo: lo + width], width, in_ids, in_vals, in_cnt, block_scores[t, s])
     reset_claims(claims)
     for worker in prange(n_workers(claims)):
         first, stop, share = next_chunk(claims, worker, n_rows, SAMPLE_CHUNK, 0)
@@ -100,31 +101,25 @@ def select_exact_blocks(Wb, starts, b, in_ids, in_vals, in_cnt, in_nnz, n_active
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def backward_blocks(Wb, in_ids, in_vals, in_cnt, local_ids, block_ptr, out_delta, in_activation,
-                    partial, in_delta, block_claims, claims):
+                    partial, in_delta, claims):
     """Deltas of the layer's active inputs from those of its active neurons: each
-    block's worker sums its neurons' terms into ``partial[t]``, and the blocks'
+    block's thread sums its neurons' terms into ``partial[t]``, and the blocks'
     sums are added in block order."""
     n_blocks = Wb.shape[0]  # block_ptr may have room for more (other layers' blocks)
     n_rows, width = in_ids.shape[0], in_ids.shape[1]
-    reset_claims(block_claims)  # items: (block, sample) pairs, as in select_exact_blocks
-    for worker in prange(n_workers(block_claims)):
-        first, stop, share = next_chunk(block_claims, worker, n_blocks * n_rows, SAMPLE_CHUNK, 0)
-        while first < stop:
-            t = first // n_rows
-            W, sums = Wb[t], partial[t]
-            for s in range(first - t * n_rows, stop - t * n_rows):
-                # the block's run as slices: a loop from 0 lets LLVM drop the
-                # negative-index checks (1.6x faster than a loop from first to stop)
-                ids = local_ids[s, block_ptr[s, t]: block_ptr[s, t + 1]]
-                delta = out_delta[s, block_ptr[s, t]: block_ptr[s, t + 1]]
-                for p in range(in_cnt[s]):
-                    row = W[in_ids[s, p]]
-                    acc = row[0] * 0
-                    for q in range(ids.shape[0]):
-                        acc += row[ids[q]] * delta[q]
-                    sums[s * width + p] = acc
-            first, stop, share = next_chunk(block_claims, worker, n_blocks * n_rows, SAMPLE_CHUNK,
-                                            share)
+    for t in prange(n_blocks):
+        W, sums = Wb[t], partial[t]
+        for s in range(n_rows):
+            # the block's run as slices: a loop from 0 lets LLVM drop the
+            # negative-index checks (1.6x faster than a loop from first to stop)
+            lo, hi = block_ptr[s, t], block_ptr[s, t + 1]
+            ids, delta = local_ids[s, lo:hi], out_delta[s, lo:hi]
+            for p in range(in_cnt[s]):
+                row = W[in_ids[s, p]]
+                acc = row[0] * 0
+                for q in range(ids.shape[0]):
+                    acc += row[ids[q]] * delta[q]
+                sums[s * width + p] = acc
     reset_claims(claims)
     for worker in prange(n_workers(claims)):
         first, stop, share = next_chunk(claims, worker, n_rows, SAMPLE_CHUNK, 0)
@@ -179,34 +174,37 @@ def adam_update_blocks(
     """``_kernels.adam_update`` of a blocked layer: each block's worker prepares the
     block's lists, updates its biases and the touched rows of its block, then
     takes touched rows of the other blocks that are left. ``n_pairs`` is the number
-    of (row, sample) pairs in the index, ``row_start[n_inputs]``; ``union_sizes`` holds
-    each block's compact column count; scratch rows are per worker."""
-    n_rows = local_ids.shape[0]
-    n_items = (starts.shape[0] - 1) * n_touched  # (block, row) pairs, block-major
+    of (row, sample) pairs in the index, ``row_start[n_inputs]``; ``union_sizes``
+    holds each block's compact column count; scratch rows are per worker."""
+    n_rows, n_blocks = local_ids.shape[0], starts.shape[0] - 1
     reset_claims(block_claims)
-    for worker in prange(n_workers(block_claims)):
+    for worker in prange(n_blocks):
         grad, mark, cols = grad_scratch[worker], mark_scratch[worker], cols_scratch[worker]
-        t = worker
-        union_sizes[t] = _prepare_block(t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched,
-                                    n_pairs, lists, compact)
+        union_sizes[worker] = _prepare_block(worker, starts, local_ids, out_delta, block_ptr, n_rows,
+                                             n_touched, n_pairs, lists, compact)
         mark_ready(block_claims, worker)
-        lo, width = starts[t], starts[t + 1] - starts[t]
-        ids, deltas, counts = _block_lists(t, lists, n_rows)
+        lo, width = starts[worker], starts[worker + 1] - starts[worker]
+        ids, deltas, counts = _block_lists(worker, lists, n_rows)
         n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
         _adam_apply(b[lo: lo + width], m_b[lo: lo + width], v_b[lo: lo + width], grad, mark, cols,
                     n_cols, 0, width, l2 * 0, step_size, beta_1, beta_2, epsilon)
-        first, stop, share = next_ready_chunk(block_claims, worker, n_items, ROW_CHUNK, 0)
-        while first < stop:
-            t = first // n_touched
-            width = starts[t + 1] - starts[t]
+        for share in range(n_blocks):  # its own block first
+            t = (worker + share) % n_blocks
+            if share > 0 and not share_ready(block_claims, t):
+                continue
+            leave = 0 if share == 0 else OWNER_KEEPS_ROWS
+            width, n_union = starts[t + 1] - starts[t], union_sizes[t]
             ids, deltas, counts = _block_lists(t, lists, n_rows)
             block_compact = _block_compact(t, compact)
-            for r in range(first - t * n_touched, stop - t * n_touched):
-                i = touched_rows[r]
-                _adam_row(Wb[t, i], m_Wb[t, i], v_Wb[t, i], i, width, row_start, row_sample, row_pos,
-                          row_vals, ids, counts, deltas, NO_SPANS, union_sizes[t], block_compact, worker,
-                          grad, mark, cols, l2, step_size, beta_1, beta_2, epsilon)
-            first, stop, share = next_ready_chunk(block_claims, worker, n_items, ROW_CHUNK, share)
+            W, M, V = Wb[t], m_Wb[t], v_Wb[t]
+            first, stop = take_chunk(block_claims, t, n_touched, ROW_CHUNK, leave)
+            while first < stop:
+                for r in range(first, stop):
+                    i = touched_rows[r]
+                    _adam_row(W[i], M[i], V[i], i, width, row_start, row_sample, row_pos, row_vals,
+                              ids, counts, deltas, NO_SPANS, n_union, block_compact, worker, grad,
+                              mark, cols, l2, step_size, beta_1, beta_2, epsilon)
+                first, stop = take_chunk(block_claims, t, n_touched, ROW_CHUNK, leave)
 
 
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
@@ -216,29 +214,32 @@ def sgd_update_blocks(
     grad_scratch, mark_scratch, cols_scratch, lists, compact, union_sizes, block_claims,
 ):
     """``_kernels.sgd_update`` of a blocked layer (arguments as ``adam_update_blocks``)."""
-    n_rows = local_ids.shape[0]
-    n_items = (starts.shape[0] - 1) * n_touched
+    n_rows, n_blocks = local_ids.shape[0], starts.shape[0] - 1
     reset_claims(block_claims)
-    for worker in prange(n_workers(block_claims)):
+    for worker in prange(n_blocks):
         grad, mark, cols = grad_scratch[worker], mark_scratch[worker], cols_scratch[worker]
-        t = worker
-        union_sizes[t] = _prepare_block(t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched,
-                                    n_pairs, lists, compact)
+        union_sizes[worker] = _prepare_block(worker, starts, local_ids, out_delta, block_ptr, n_rows,
+                                             n_touched, n_pairs, lists, compact)
         mark_ready(block_claims, worker)
-        lo, width = starts[t], starts[t + 1] - starts[t]
-        ids, deltas, counts = _block_lists(t, lists, n_rows)
+        lo, width = starts[worker], starts[worker + 1] - starts[worker]
+        ids, deltas, counts = _block_lists(worker, lists, n_rows)
         n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
         _sgd_apply(b[lo: lo + width], vel_b[lo: lo + width], grad, mark, cols, n_cols, 0, width,
                    l2 * 0, learning_rate, momentum, nesterov)
-        first, stop, share = next_ready_chunk(block_claims, worker, n_items, ROW_CHUNK, 0)
-        while first < stop:
-            t = first // n_touched
-            width = starts[t + 1] - starts[t]
+        for share in range(n_blocks):
+            t = (worker + share) % n_blocks
+            if share > 0 and not share_ready(block_claims, t):
+                continue
+            leave = 0 if share == 0 else OWNER_KEEPS_ROWS
+            width, n_union = starts[t + 1] - starts[t], union_sizes[t]
             ids, deltas, counts = _block_lists(t, lists, n_rows)
             block_compact = _block_compact(t, compact)
-            for r in range(first - t * n_touched, stop - t * n_touched):
-                i = touched_rows[r]
-                _sgd_row(Wb[t, i], vel_Wb[t, i], i, width, row_start, row_sample, row_pos, row_vals,
-                         ids, counts, deltas, NO_SPANS, union_sizes[t], block_compact, worker, grad, mark,
-                         cols, l2, learning_rate, momentum, nesterov)
-            first, stop, share = next_ready_chunk(block_claims, worker, n_items, ROW_CHUNK, share)
+            W, VEL = Wb[t], vel_Wb[t]
+            first, stop = take_chunk(block_claims, t, n_touched, ROW_CHUNK, leave)
+            while first < stop:
+                for r in range(first, stop):
+                    i = touched_rows[r]
+                    _sgd_row(W[i], VEL[i], i, width, row_start, row_sample, row_pos, row_vals, ids,
+                             counts, deltas, NO_SPANS, n_union, block_compact, worker, grad, mark,
+                             cols, l2, learning_rate, momentum, nesterov)
+                first, stop = take_chunk(block_claims, t, n_touched, ROW_CHUNK, leave)

@@ -384,8 +384,8 @@ class BlockScratch:
         self.grad = _thread_scratch(n_blocks, width, np.float32)
         self.mark = _thread_scratch(n_blocks, width, np.uint8)
         self.cols = _thread_scratch(n_blocks, width, np.int32)
-        # claims of the loops over blocks, a worker per block: a layer of n blocks
-        # takes the first n workers' (claims_for)
+        # claims of the update's loop over blocks, a worker per block: a layer of
+        # n blocks takes the first n workers' (claims_for)
         self._claims = _work_sharing.new_claims(n_blocks)
 
     def claims_for(self, layer):
@@ -519,7 +519,7 @@ def select_blocks(network, ws, i, inputs, outputs, blocks, cost):
         layer.W, layer.layout.starts, network.biases[i], in_ids, in_vals, in_cnt, in_nnz,
         network.n_active[i], network.activation_code, out_ids, out_vals, out_cnt,
         block_ptr, local_ids, cost, scratch.scores, scratch.all_ids,
-        ws.scores, ws.ties, ws.pool, scratch.claims_for(layer), ws.claims,
+        ws.scores, ws.ties, ws.pool, ws.claims,
     )
     return True
 
@@ -611,8 +611,7 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
             block_ptr, local_ids = runs[i + 1]
             _block_kernels.backward_blocks(
                 blocks[i].W, in_ids, in_vals, in_cnt, local_ids, block_ptr, delta[i + 1],
-                network.activation_code, block_scratch.partial, delta[i],
-                block_scratch.claims_for(blocks[i]), ws.claims)
+                network.activation_code, block_scratch.partial, delta[i], ws.claims)
         elif i in ws.grouped:
             _kernels.backward_dense_grouped(network.kernel_weights(i), in_vals, *ws.inverted(i),
                                             delta[i + 1], network.activation_code, delta[i])

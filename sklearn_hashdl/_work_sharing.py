@@ -28,11 +28,14 @@ A kernel gets ``claims = new_claims(workers)`` (``Workspace.claims``), calls
                 ...  # per-worker scratch indexed by worker
             first, stop, share = next_chunk(claims, worker, n_items, CHUNK, share)
 
-Where other workers may take a share's items only once its owner has prepared
-data they need (a column block's lists, ``_block_kernels``), the owner calls
-``mark_ready(claims, worker)`` after writing it, and the loop takes chunks with
-``next_ready_chunk``, which skips the other shares not yet ready rather than
-wait for them (with fewer threads than workers, the owner may run after).
+Column blocks (``_block_kernels``) have a share per block, each numbered from 0,
+and their workers go through the shares themselves, their own first, taking
+chunks with ``take_chunk``: a block's views are then made once per worker. There
+another worker may take items only while more than a few are left (the block's
+weights live in its owner's cache), and where they need data the owner prepares
+first (the block's lists), only once the owner has called ``mark_ready``:
+``share_ready`` tells, and a worker passes over a share not yet ready rather than
+wait for it (with fewer threads than workers, its owner may run after).
 
 Rules: per-worker scratch needs at least ``n_workers(claims)`` rows; two kernels
 running at once (asynchronous training's threads) need claims of their own, since
@@ -139,34 +142,43 @@ def mark_ready(claims, worker):
 
 
 @njit(cache=True, inline="always")
-def _next_chunk(claims, worker, n_items, chunk, share, ready_only):
-    n = n_workers(claims)
-    while share < n:
-        owner = (worker + share) % n
-        if share == 0 or not ready_only or _load_acquire(claims, owner * CLAIM_STRIDE + READY_AT):
-            start, stop = n_items * owner // n, n_items * (owner + 1) // n
-            # a read first: on many cores, every worker looks at every share at the
-            # end, and atomic adds on shares already taken would queue on their lines
-            if start + _load_relaxed(claims, owner * CLAIM_STRIDE) < stop:
-                first = start + _fetch_add(claims, owner * CLAIM_STRIDE, chunk)
-                if first < stop:
-                    return first, min(first + chunk, stop), share
-        share += 1
-    return n_items, n_items, share
-
-
-@njit(cache=True, inline="always")
 def next_chunk(claims, worker, n_items, chunk, share):
     """The next chunk [first, stop) of up to ``chunk`` items for ``worker``, from its
     own share or, once that is taken, from the next worker's, and so on. ``share``
     counts the shares past its own that the worker has reached: 0 at first, then
     what the call before returned. Returns (first, stop, share), with first == stop
     when all are taken."""
-    return _next_chunk(claims, worker, n_items, chunk, share, False)
+    n = n_workers(claims)
+    while share < n:
+        owner = (worker + share) % n
+        start, stop = n_items * owner // n, n_items * (owner + 1) // n
+        # a read first: on many cores, every worker looks at every share at the
+        # end, and atomic adds on shares already taken would queue on their lines
+        if start + _load_relaxed(claims, owner * CLAIM_STRIDE) < stop:
+            first = start + _fetch_add(claims, owner * CLAIM_STRIDE, chunk)
+            if first < stop:
+                return first, min(first + chunk, stop), share
+        share += 1
+    return n_items, n_items, share
 
 
 @njit(cache=True, inline="always")
-def next_ready_chunk(claims, worker, n_items, chunk, share):
-    """``next_chunk``, passing over the other workers' shares not marked ready
-    (``mark_ready``) when reached: their owners take those items."""
-    return _next_chunk(claims, worker, n_items, chunk, share, True)
+def share_ready(claims, owner):
+    """Has ``owner`` marked its share ready (``mark_ready``)?"""
+    return _load_acquire(claims, owner * CLAIM_STRIDE + READY_AT) != 0
+
+
+@njit(cache=True, inline="always")
+def take_chunk(claims, owner, share_size, chunk, leave):
+    """Up to ``chunk`` items [first, stop) of ``owner``'s share, items 0 to
+    ``share_size`` - 1 of its own (a column block's samples or rows), not yet
+    taken; first == stop when none are left but the last ``leave``, which the
+    caller leaves to the owner (0 when the caller is the owner)."""
+    if _load_relaxed(claims, owner * CLAIM_STRIDE) < share_size - leave:
+        first = _fetch_add(claims, owner * CLAIM_STRIDE, chunk)
+        # the owner may have taken items meanwhile: a chunk claimed is the
+        # caller's to compute, whether in the last items or not
+        if first < share_size:
+            return first, min(first + chunk, share_size)
+    return share_size, share_size
+

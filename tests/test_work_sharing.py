@@ -7,7 +7,7 @@ from numba import njit, prange
 
 from sklearn_hashdl._train import Workspace
 from sklearn_hashdl._work_sharing import (CLAIM_STRIDE, mark_ready, n_workers, new_claims, next_chunk,
-                                          next_ready_chunk, reset_claims)
+                                          reset_claims, share_ready, take_chunk)
 
 from test_blocks import SIZES, _network_and_optimizer
 from test_optimizer_kernels import FEW_COLUMNS, _batch, _kernel_lists, _random_layer, _update
@@ -51,27 +51,31 @@ def test_a_worker_takes_its_own_share_first_then_the_others():
     assert next_chunk(claims, 1, 10, 3, 0) == (5, 8, 0)
 
 
-def _chunks(take, claims, worker, n_items, chunk):
-    """Every chunk ``take`` (next_chunk or next_ready_chunk) gives ``worker``, in order."""
-    chunks = []
-    first, stop, share = take(claims, worker, n_items, chunk, 0)
-    while first < stop:
-        chunks.append((first, stop))
-        first, stop, share = take(claims, worker, n_items, chunk, share)
-    return chunks
+def _taken(claims, owner, share_size, chunk, leave):
+    """Every chunk ``take_chunk`` gives, in order, until it gives none."""
+    chunks = [take_chunk(claims, owner, share_size, chunk, leave)]
+    while chunks[-1][0] < chunks[-1][1]:
+        chunks.append(take_chunk(claims, owner, share_size, chunk, leave))
+    return chunks[:-1]
 
 
-def test_a_worker_passes_over_the_shares_not_ready():
+def test_another_worker_leaves_the_owner_its_last_items():
+    claims = new_claims(2)
+    # another worker takes block 1's items 0-9 but the last 4; the owner the rest
+    assert _taken(claims, 1, 10, 3, 4) == [(0, 3), (3, 6)]
+    assert _taken(claims, 1, 10, 3, 0) == [(6, 9), (9, 10)]
+    assert _taken(claims, 0, 10, 3, 0) == [(0, 3), (3, 6), (6, 9), (9, 10)]  # shares apart
+    reset_claims(claims)
+    assert _taken(claims, 1, 10, 4, 3) == [(0, 4), (4, 8)]  # a chunk may run into the last items
+
+
+def test_a_share_is_ready_once_marked_until_reset():
     claims = new_claims(3)
     mark_ready(claims, 2)
-    # worker 0 takes its own share (items 0-3) without marking it, passes over
-    # worker 1's (4-7) and takes worker 2's (8-11)
-    assert _chunks(next_ready_chunk, claims, 0, 12, 3) == [(0, 3), (3, 4), (8, 11), (11, 12)]
-    # worker 1 still finds its own, marked or not; next_chunk ignores the marks
-    assert _chunks(next_ready_chunk, claims, 1, 12, 3) == [(4, 7), (7, 8)]
-    reset_claims(claims)  # unmarks every share
-    assert _chunks(next_ready_chunk, claims, 0, 12, 5) == [(0, 4)]
-    assert _chunks(next_chunk, claims, 1, 12, 5) == [(4, 8), (8, 12)]
+    assert [share_ready(claims, owner) for owner in range(3)] == [False, False, True]
+    assert _taken(claims, 2, 5, 2, 0) == [(0, 2), (2, 4), (4, 5)]  # the mark is not a claim
+    reset_claims(claims)
+    assert not share_ready(claims, 2)
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
