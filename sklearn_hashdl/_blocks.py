@@ -156,17 +156,25 @@ class LayoutChooser:
     weights into the caches of the threads that own them now. Splitting the
     arrays and joining them back costs about as much as copying them three
     times (3 x 1000: about 18 ms, two batches).
+    The host may also move the virtual CPUs while a choice holds: when the median
+    of a ``window`` of batches exceeds ``drift`` times the median that made the
+    choice, training measures again at once (Zen 4, 3 x 1000: the one matrix,
+    chosen with the CPUs near at 3.5 ms a batch, then took 6.1-6.4 ms apart, the
+    blocks apart 4.2-4.4; 5 of some 60 fits met this, one-off script).
     The first ``settle`` batches of a fit train in the one matrix, untimed: a
     new network's first batches are slower in either layout, and probing
     them favoured the layout probed second (3 x 1000 on MNIST: batches 0-9
     took 10-11 ms, 10-19 about 7.8 and later ones 7.1-7.5).
     """
 
-    def __init__(self, probe=8, exploit=256, warm_up=2, settle=20):
+    def __init__(self, probe=8, exploit=256, warm_up=2, settle=20, window=16, drift=1.3):
         self.probe, self.exploit, self.warm_up = probe, exploit, warm_up
+        self.window, self.drift = window, drift
         self.seconds = ([], [])  # batch times measured in the one matrix, and apart
         # the choice, and batches left to train with it before measuring again
         self.apart, self.left = False, settle
+        self.expected = None  # the median batch time that made the choice
+        self.recent = []  # batch times since, window by window
         self.last = None  # the layout given for the last batch
         self.restart()
 
@@ -184,6 +192,7 @@ class LayoutChooser:
                     return self._switch(apart)
             in_one_matrix, apart = (np.median(seconds) for seconds in self.seconds)
             self.apart, self.left = bool(apart < in_one_matrix), self.exploit
+            self.expected, self.recent = min(in_one_matrix, apart), []
             self.seconds = ([], [])
         return self._switch(self.apart)
 
@@ -199,5 +208,15 @@ class LayoutChooser:
         self.in_layout += 1
         if self.left > 0:
             self.left -= 1
+            if self.expected is not None and self.in_layout > self.warm_up:
+                self._watch(seconds)
         elif self.in_layout > self.warm_up:
             self.seconds[apart].append(seconds)
+
+    def _watch(self, seconds):
+        """Measure again now if the chosen layout's batches have turned much slower."""
+        self.recent.append(seconds)
+        if len(self.recent) == self.window:
+            if np.median(self.recent) > self.drift * self.expected:
+                self.left = 0
+            self.recent = []

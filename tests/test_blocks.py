@@ -181,6 +181,27 @@ def test_the_layout_chooser_does_not_time_a_fits_first_batches():
     assert layouts == [F] * 3 + [F] * 2 + [T] * 2 + [F] * 3
 
 
+def test_the_layout_chooser_measures_again_when_the_chosen_layout_slows():
+    def seconds(batch, apart):
+        # the one matrix is faster until batch 12, then (the host moved the CPUs)
+        # 1.8x slower than at first, and slower than blocks apart
+        if batch < 12:
+            return 1.2 if apart else 1.0
+        return 1.3 if apart else 1.8
+
+    layouts = _layouts_chosen(LayoutChooser(probe=2, exploit=100, warm_up=0, settle=0, window=4), 24,
+                              seconds)
+    F, T = False, True
+    # probes 2 + 2, the one matrix chosen; its windows of batches 4-7 and 8-11 as
+    # expected, 12-15 slower: measured again (the one matrix first, no switch),
+    # then blocks apart
+    assert layouts == [F] * 2 + [T] * 2 + [F] * 12 + [F] * 2 + [T] * 2 + [T] * 4
+    # a rise short of the drift keeps the choice
+    layouts = _layouts_chosen(LayoutChooser(probe=2, exploit=100, warm_up=0, settle=0, window=4), 24,
+                              lambda batch, apart: (1.0 if batch < 12 else 1.25) * (1.2 if apart else 1.0))
+    assert layouts == [F] * 2 + [T] * 2 + [F] * 20
+
+
 class _Alternating(LayoutChooser):
     """Switches layout every batch, so that a fit meets both many times."""
 
