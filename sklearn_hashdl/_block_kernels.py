@@ -1,4 +1,4 @@
-"""Kernels of column-blocked layers (see ``_blocks.py``): each block's work on one thread.
+"""Kernels of column-blocked layers (see ``_blocks.py``): each block's work on its own thread.
 
 A blocked layer's weights ``Wb`` are (n_blocks, rows, width): block t holds the
 neurons ``starts[t]:starts[t + 1]`` (the columns of the input-major weights).
@@ -13,7 +13,7 @@ them made the owner's next writes to them cost a cross-core invalidation (with
 the virtual CPUs apart, 3 x 1000 batches took 12% longer). The update has a
 worker per block (``block_claims``: claims of ``_work_sharing`` for as many
 workers as blocks), which takes its block's touched rows in chunks, and then,
-when ahead, the other blocks' rows left but their last OWNER_KEEPS_ROWS: so a
+when ahead, the other blocks' rows left but about their last OWNER_KEEPS_ROWS: so a
 row moves between cores only while one runs slower (a virtual CPU can, for
 seconds at a time). The loops over the samples share them among the threads
 (``claims``).
@@ -31,9 +31,10 @@ from ._lsh import _group_by_block, _score_all, _top_by_score
 from ._work_sharing import (ROW_CHUNK, SAMPLE_CHUNK, mark_ready, n_workers, next_chunk,
                             reset_claims, share_ready, take_chunk)
 
-# Touched rows of a block that its worker keeps, however far ahead the other
-# worker is: a row another worker updates moves to its core and back, worth it
-# when a core runs slow, not for the last few rows of a call
+# Touched rows at the end of a block's share that another worker does not start
+# on (``take_chunk``'s ``leave``; it may finish a chunk begun before them): a row
+# another worker updates moves to its core and back, worth it when a core runs
+# slow, not for the last few rows of a call
 OWNER_KEEPS_ROWS = 16
 
 
@@ -193,7 +194,7 @@ def adam_update_blocks(
             if share > 0 and not share_ready(block_claims, t):
                 continue
             leave = 0 if share == 0 else OWNER_KEEPS_ROWS
-            width, n_union = starts[t + 1] - starts[t], union_sizes[t]
+            t_width, n_union = starts[t + 1] - starts[t], union_sizes[t]
             ids, deltas, counts = _block_lists(t, lists, n_rows)
             block_compact = _block_compact(t, compact)
             W, M, V = Wb[t], m_Wb[t], v_Wb[t]
@@ -201,7 +202,7 @@ def adam_update_blocks(
             while first < stop:
                 for r in range(first, stop):
                     i = touched_rows[r]
-                    _adam_row(W[i], M[i], V[i], i, width, row_start, row_sample, row_pos, row_vals,
+                    _adam_row(W[i], M[i], V[i], i, t_width, row_start, row_sample, row_pos, row_vals,
                               ids, counts, deltas, NO_SPANS, n_union, block_compact, worker, grad,
                               mark, cols, l2, step_size, beta_1, beta_2, epsilon)
                 first, stop = take_chunk(block_claims, t, n_touched, ROW_CHUNK, leave)
@@ -231,7 +232,7 @@ def sgd_update_blocks(
             if share > 0 and not share_ready(block_claims, t):
                 continue
             leave = 0 if share == 0 else OWNER_KEEPS_ROWS
-            width, n_union = starts[t + 1] - starts[t], union_sizes[t]
+            t_width, n_union = starts[t + 1] - starts[t], union_sizes[t]
             ids, deltas, counts = _block_lists(t, lists, n_rows)
             block_compact = _block_compact(t, compact)
             W, VEL = Wb[t], vel_Wb[t]
@@ -239,7 +240,7 @@ def sgd_update_blocks(
             while first < stop:
                 for r in range(first, stop):
                     i = touched_rows[r]
-                    _sgd_row(W[i], VEL[i], i, width, row_start, row_sample, row_pos, row_vals, ids,
+                    _sgd_row(W[i], VEL[i], i, t_width, row_start, row_sample, row_pos, row_vals, ids,
                              counts, deltas, NO_SPANS, n_union, block_compact, worker, grad, mark,
                              cols, l2, learning_rate, momentum, nesterov)
                 first, stop = take_chunk(block_claims, t, n_touched, ROW_CHUNK, leave)

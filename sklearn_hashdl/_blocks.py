@@ -174,13 +174,13 @@ class LayoutChooser:
         # the choice, and batches left to train with it before measuring again
         self.apart, self.left = False, settle
         self.expected = None  # the median batch time that made the choice
-        self.recent = []  # batch times since, window by window
         self.last = None  # the layout given for the last batch
         self.restart()
 
     def restart(self):
         """The weights were just put in the layout (e.g. split again for an epoch)."""
         self.in_layout = 0  # batches trained since
+        self.recent = []  # a window begins after the warm-up batches
 
     def layout(self):
         """Store the blocks apart for the next batch?"""

@@ -171,9 +171,10 @@ def share_ready(claims, owner):
 @njit(cache=True, inline="always")
 def take_chunk(claims, owner, share_size, chunk, leave):
     """Up to ``chunk`` items [first, stop) of ``owner``'s share, items 0 to
-    ``share_size`` - 1 of its own (a column block's samples or rows), not yet
-    taken; first == stop when none are left but the last ``leave``, which the
-    caller leaves to the owner (0 when the caller is the owner)."""
+    ``share_size`` - 1 of its own (a column block's rows), not yet taken; first ==
+    stop when none are. A caller other than the owner passes ``leave`` > 0: it
+    starts no chunk within the share's last ``leave`` items, though a chunk it
+    begins before them may run into them (the owner passes 0)."""
     if _load_relaxed(claims, owner * CLAIM_STRIDE) < share_size - leave:
         first = _fetch_add(claims, owner * CLAIM_STRIDE, chunk)
         # the owner may have taken items meanwhile: a chunk claimed is the
