@@ -141,6 +141,29 @@ def test_replay_update_per_cpu_summary_groups_rounds_by_placement_and_cpu_speeds
     assert "one CPU slower" in lines[2] and "150 on the slower" in lines[2]
 
 
+@pytest.mark.skipif(not MNIST.exists(),
+                    reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2 or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two numba threads and two cores (column blocks per core)")
+def test_replay_selection_captures_a_blocked_layer_and_replays_it(capsys):
+    replay = _load_benchmark("replay_selection")
+    X, y, _, _ = load_dataset(npz=str(MNIST), max_train_rows=300, seed=0)
+    selection = replay.capture_last_selection(X, y, layer=1)
+    Wb, out_ids, out_cnt = selection[0], selection[9], selection[11]
+    assert Wb.shape[0] >= 2 and Wb.shape[2] * Wb.shape[0] >= 1000  # blocks of the 1000 neurons
+    replay._block_kernels.select_exact_blocks(*selection)
+    picked = out_ids.copy()
+    assert (out_cnt == 50).all()  # 5% of 1000, distinct neurons
+    assert all(len(set(row[:50])) == 50 and 0 <= row[:50].min() and row[:50].max() < 1000
+               for row in picked)
+    out_ids[:] = -1
+    replay._block_kernels.select_exact_blocks(*selection)  # every replay picks the same
+    np.testing.assert_array_equal(out_ids, picked)
+    assert replay.main(["--train-rows", "300", "--rounds", "1", "--calls", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "round trip" in out and "2 threads" in out and "medians" in out
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs two CPUs to pin to")
 def test_replay_update_pinned_timing_restores_the_affinity():
