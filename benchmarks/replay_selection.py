@@ -28,7 +28,7 @@ from sklearn_hashdl.compare import load_dataset, warm_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core_latency import round_trip_ns  # noqa: E402
-from replay_update import APART_NS, _copy, _fastest_us  # noqa: E402
+from replay_update import APART_NS, _fastest_us, captured_calls  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 
@@ -36,22 +36,13 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / 
 def capture_last_selection(X, y, layer):
     """Fit on two threads with the blocks always apart and return a copy of
     select_exact_blocks' arguments for ``layer`` in the last batch."""
-    calls = []
-    kernel = _block_kernels.select_exact_blocks
-
-    def capturing(*args):
-        calls.append(tuple(_copy(a) for a in args))
-        return kernel(*args)
-
     model = HashMLPClassifier(hidden_layer_sizes=(1000, 1000, 1000), sparsity=0.05, max_iter=1,
                               batch_size=128, random_state=0, tol=0.0, n_iter_no_change=2, n_jobs=2)
     choose = _blocks.LayoutChooser.layout
-    _block_kernels.select_exact_blocks = capturing
     _blocks.LayoutChooser.layout = lambda chooser: True
     try:
-        model.fit(X, y)
+        calls = captured_calls(_block_kernels, "select_exact_blocks", lambda: model.fit(X, y))
     finally:
-        _block_kernels.select_exact_blocks = kernel
         _blocks.LayoutChooser.layout = choose
     # the last batch selects its hidden layers first to last
     return calls[len(calls) - 3 + layer]

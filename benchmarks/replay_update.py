@@ -86,27 +86,37 @@ def _update_part(part, n_union, W, m_W, v_W, touched_rows, n_touched, row_start,
             mark[j] = 0
 
 
-def capture_last_update(X, y, layer):
-    """Fit the network and return a copy of adam_update's arguments for ``layer``
-    in the last batch (the workspace arrays are reused by later calls)."""
+def captured_calls(module, name, fit):
+    """Run ``fit()`` with ``module.name`` (a kernel) wrapped to keep a copy of the
+    arguments of each call (the workspace arrays are reused by later calls);
+    returns the copies in call order."""
     calls = []
-    kernel = _kernels.adam_update
+    kernel = getattr(module, name)
 
     def capturing(*args):
         calls.append(tuple(_copy(a) for a in args))
         return kernel(*args)
 
+    setattr(module, name, capturing)
+    try:
+        fit()
+    finally:
+        setattr(module, name, kernel)
+    return calls
+
+
+def capture_last_update(X, y, layer):
+    """Fit the network and return a copy of adam_update's arguments for ``layer``
+    in the last batch."""
     model = HashMLPClassifier(hidden_layer_sizes=(1000, 1000, 1000), sparsity=0.05, max_iter=1,
                               batch_size=128, random_state=0, tol=0.0, n_iter_no_change=2)
     # every layer in the one matrix, its update split by rows: the update this
     # script studies (two threads may store exactly scored layers' blocks apart)
     layers_apart = _train.layers_stored_apart
-    _kernels.adam_update = capturing
     _train.layers_stored_apart = lambda network: []
     try:
-        model.fit(X, y)
+        calls = captured_calls(_kernels, "adam_update", lambda: model.fit(X, y))
     finally:
-        _kernels.adam_update = kernel
         _train.layers_stored_apart = layers_apart
     # the last batch updates its layers last first: output, 2, 1, 0
     return calls[len(calls) - 1 - layer]
