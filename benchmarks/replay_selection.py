@@ -15,7 +15,6 @@ rounds with the cores near and apart (docs/performance.md, Zen 4 seventh session
     python benchmarks/replay_selection.py --layer 1 --rounds 40
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,9 +27,8 @@ from sklearn_hashdl.compare import load_dataset, warm_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core_latency import round_trip_ns  # noqa: E402
-from replay_update import APART_NS, _fastest_us, captured_calls  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
+from replay_update import (APART_NS, _fastest_us, captured_calls, parse_replay_args,  # noqa: E402
+                           replay_parser)
 
 
 def capture_last_selection(X, y, layer):
@@ -49,17 +47,8 @@ def capture_last_selection(X, y, layer):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--train-rows", type=int, default=12800)
-    parser.add_argument("--layer", type=int, choices=(0, 1, 2), default=1)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--calls", type=int, default=10)
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or args.calls < 1:
-        parser.error("--rounds and --calls must be at least 1")
-    if not Path(args.data).exists():
-        print(f"skipped: MNIST not found at {args.data}")
+    args = parse_replay_args(replay_parser(__doc__, train_rows=12800, rounds=10, calls=10), argv)
+    if args is None:
         return 0
     if numba.config.NUMBA_NUM_THREADS < 2 or _blocks.machine_cores() < 2:
         print("skipped: needs two threads and two cores (one block per core)")

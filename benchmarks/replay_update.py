@@ -143,20 +143,35 @@ def _copy(value):
     return value
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def replay_parser(doc, train_rows, rounds, calls):
+    """The options of a replay of one captured call on MNIST rows (``doc``: its
+    module docstring; the rest: defaults)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--train-rows", type=int, default=6400)
+    parser.add_argument("--train-rows", type=int, default=train_rows)
     parser.add_argument("--layer", type=int, choices=(0, 1, 2), default=1)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--calls", type=int, default=20)
-    parser.add_argument("--per-cpu", action="store_true",
-                        help="also time adam_update on one thread pinned to each CPU in turn")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--calls", type=int, default=calls)
+    return parser
+
+
+def parse_replay_args(parser, argv):
+    """The parsed options, or None (with the reason printed) when MNIST is absent."""
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.calls < 1:
         parser.error("--rounds and --calls must be at least 1")
     if not Path(args.data).exists():
         print(f"skipped: MNIST not found at {args.data}")
+        return None
+    return args
+
+
+def main(argv=None):
+    parser = replay_parser(__doc__, train_rows=6400, rounds=4, calls=20)
+    parser.add_argument("--per-cpu", action="store_true",
+                        help="also time adam_update on one thread pinned to each CPU in turn")
+    args = parse_replay_args(parser, argv)
+    if args is None:
         return 0
     if numba.config.NUMBA_NUM_THREADS < 2:
         print("skipped: needs two threads")

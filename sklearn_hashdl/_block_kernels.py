@@ -166,6 +166,34 @@ def _prepare_block(t, starts, local_ids, out_delta, block_ptr, n_rows, n_touched
                          _block_compact(t, compact))
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _own_block_first(worker, starts, local_ids, out_delta, block_ptr, n_rows, n_touched, n_pairs,
+                     lists, compact, union_sizes, block_claims, grad, mark, cols):
+    """A blocked update worker's start: prepare its block's lists, mark its share
+    ready and sum its biases' gradient into ``grad``. Returns (first bias, number
+    of biases, touched count) for the optimizer's bias step."""
+    union_sizes[worker] = _prepare_block(worker, starts, local_ids, out_delta, block_ptr, n_rows,
+                                         n_touched, n_pairs, lists, compact)
+    mark_ready(block_claims, worker)
+    ids, deltas, counts = _block_lists(worker, lists, n_rows)
+    n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
+    return starts[worker], starts[worker + 1] - starts[worker], n_cols
+
+
+@njit(cache=True, inline="always")
+def _share_to_take(worker, share, starts, union_sizes, lists, compact, n_rows, block_claims):
+    """The block a blocked update worker turns to at its ``share``-th step (its own
+    first) and what its rows need: (block, whether to take rows of it, rows left to
+    its owner, width, compact column count, ids, deltas, counts, compact sums)."""
+    n_blocks = starts.shape[0] - 1
+    t = (worker + share) % n_blocks
+    take = share == 0 or share_ready(block_claims, t)
+    leave = 0 if share == 0 else OWNER_KEEPS_ROWS
+    ids, deltas, counts = _block_lists(t, lists, n_rows)
+    return (t, take, leave, starts[t + 1] - starts[t], union_sizes[t], ids, deltas, counts,
+            _block_compact(t, compact))
+
+
 @njit(nogil=True, parallel=True, cache=True, error_model="numpy")
 def adam_update_blocks(
     Wb, m_Wb, v_Wb, starts, b, m_b, v_b, touched_rows, n_touched, n_pairs, row_start, row_sample,
@@ -181,22 +209,16 @@ def adam_update_blocks(
     reset_claims(block_claims)
     for worker in prange(n_blocks):
         grad, mark, cols = grad_scratch[worker], mark_scratch[worker], cols_scratch[worker]
-        union_sizes[worker] = _prepare_block(worker, starts, local_ids, out_delta, block_ptr, n_rows,
-                                             n_touched, n_pairs, lists, compact)
-        mark_ready(block_claims, worker)
-        lo, width = starts[worker], starts[worker + 1] - starts[worker]
-        ids, deltas, counts = _block_lists(worker, lists, n_rows)
-        n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
+        lo, width, n_cols = _own_block_first(worker, starts, local_ids, out_delta, block_ptr, n_rows,
+                                             n_touched, n_pairs, lists, compact, union_sizes,
+                                             block_claims, grad, mark, cols)
         _adam_apply(b[lo: lo + width], m_b[lo: lo + width], v_b[lo: lo + width], grad, mark, cols,
                     n_cols, 0, width, l2 * 0, step_size, beta_1, beta_2, epsilon)
-        for share in range(n_blocks):  # its own block first
-            t = (worker + share) % n_blocks
-            if share > 0 and not share_ready(block_claims, t):
+        for share in range(n_blocks):
+            t, take, leave, t_width, n_union, ids, deltas, counts, block_compact = _share_to_take(
+                worker, share, starts, union_sizes, lists, compact, n_rows, block_claims)
+            if not take:
                 continue
-            leave = 0 if share == 0 else OWNER_KEEPS_ROWS
-            t_width, n_union = starts[t + 1] - starts[t], union_sizes[t]
-            ids, deltas, counts = _block_lists(t, lists, n_rows)
-            block_compact = _block_compact(t, compact)
             W, M, V = Wb[t], m_Wb[t], v_Wb[t]
             first, stop = take_chunk(block_claims, t, n_touched, ROW_CHUNK, leave)
             while first < stop:
@@ -219,22 +241,16 @@ def sgd_update_blocks(
     reset_claims(block_claims)
     for worker in prange(n_blocks):
         grad, mark, cols = grad_scratch[worker], mark_scratch[worker], cols_scratch[worker]
-        union_sizes[worker] = _prepare_block(worker, starts, local_ids, out_delta, block_ptr, n_rows,
-                                             n_touched, n_pairs, lists, compact)
-        mark_ready(block_claims, worker)
-        lo, width = starts[worker], starts[worker + 1] - starts[worker]
-        ids, deltas, counts = _block_lists(worker, lists, n_rows)
-        n_cols = _bias_gradient(ids, counts, deltas, grad, mark, cols)
+        lo, width, n_cols = _own_block_first(worker, starts, local_ids, out_delta, block_ptr, n_rows,
+                                             n_touched, n_pairs, lists, compact, union_sizes,
+                                             block_claims, grad, mark, cols)
         _sgd_apply(b[lo: lo + width], vel_b[lo: lo + width], grad, mark, cols, n_cols, 0, width,
                    l2 * 0, learning_rate, momentum, nesterov)
         for share in range(n_blocks):
-            t = (worker + share) % n_blocks
-            if share > 0 and not share_ready(block_claims, t):
+            t, take, leave, t_width, n_union, ids, deltas, counts, block_compact = _share_to_take(
+                worker, share, starts, union_sizes, lists, compact, n_rows, block_claims)
+            if not take:
                 continue
-            leave = 0 if share == 0 else OWNER_KEEPS_ROWS
-            t_width, n_union = starts[t + 1] - starts[t], union_sizes[t]
-            ids, deltas, counts = _block_lists(t, lists, n_rows)
-            block_compact = _block_compact(t, compact)
             W, VEL = Wb[t], vel_Wb[t]
             first, stop = take_chunk(block_claims, t, n_touched, ROW_CHUNK, leave)
             while first < stop:
