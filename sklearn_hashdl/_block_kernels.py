@@ -81,7 +81,8 @@ def select_exact_blocks(Wb, starts, b, in_ids, in_vals, in_cnt, in_nnz, n_active
     into ``out_vals``, the runs of each block into ``block_ptr`` and the ids
     within their block into ``local_ids``. ``all_ids`` holds 0, 1, ..., n - 1.
     (Each block keeping its own best and the samples merging those picks ran
-    1.5x slower on one thread with two blocks: two quickselects instead of one.)
+    1.5x slower on one thread with two blocks, and 1.2x or more slower on two: a
+    block's pick costs most of a layer's; docs/performance.md, Zen 4 eighth session.)
     """
     n_blocks = starts.shape[0] - 1
     n_rows = in_cnt.shape[0]

@@ -1,6 +1,8 @@
 """The comparison tool, the recall diagnostic and the shared-data benchmarks."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numba
@@ -8,6 +10,7 @@ import numpy as np
 import pytest
 
 from sklearn_hashdl import HashMLPClassifier
+from sklearn_hashdl._blocks import machine_cores
 from sklearn_hashdl._diagnostics import selection_recall
 from sklearn_hashdl.compare import compare, format_table, load_dataset, main
 
@@ -267,3 +270,18 @@ def test_bench_small_sets_runs_short_on_real_data(capsys):
     out = capsys.readouterr().out
     assert out.count("HashMLP sparsity 0.25, lr 0.003") == 2
     assert "balanced" in out and "micro-F1" in out
+
+
+@pytest.mark.skipif(machine_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="column blocks are stored apart only with two cores and threads")
+def test_warm_up_readies_the_column_block_kernels():
+    # a fit on two threads calls these only once its layout chooser tries the
+    # blocks apart; the benchmarks time fits after warm_up, so it must have them
+    # ready (in a new process: this one may have compiled them in other tests)
+    kernels = "select_exact_blocks, backward_blocks, adam_update_blocks, sgd_update_blocks"
+    code = ("from sklearn_hashdl.compare import warm_up; warm_up(); "
+            f"from sklearn_hashdl._block_kernels import {kernels}; "
+            f"print([len(k.signatures) for k in ({kernels})])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "[1, 1, 1, 1]"
