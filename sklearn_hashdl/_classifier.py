@@ -56,6 +56,10 @@ _OPTIMIZER_PARAMS = (
     "nesterovs_momentum", "beta_1", "beta_2", "epsilon",
 )
 
+# an odd 64-bit constant (the golden ratio's fraction): distinct sample counts
+# times it stay distinct modulo a power of two, spread over the seed range
+_ODD_64 = 0x9E3779B97F4A7C15
+
 # each fitted estimator's network for predict_mode='hashed', with the key it was
 # built for (HashMLPClassifier._prediction_network); dropped with the estimator
 _PREDICTION_NETWORKS = weakref.WeakKeyDictionary()
@@ -737,6 +741,12 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         # which then shuffles exactly as MLPClassifier does
         any_sparse = any(network.is_sparse(i) for i in range(network.n_layers))
         seed = int(random_state.randint(0, 2**31 - 1)) if any_sparse else 0
+        if any_sparse and self.t_:
+            # like MLPClassifier's shuffles, an int random_state draws the same
+            # seed in every call; the samples seen before this one make each
+            # call's random neurons its own (a sparse output layer fed one
+            # mini-batch a call otherwise trained the same few negatives)
+            seed = (seed + self.t_ * _ODD_64) % 2**62
         # softmax over labels: a multilabel sample's target is spread over its labels
         targets = Targets.from_indicator(Y, spread=network.softmax)
         run = TrainingRun(network, optimizer, kernel_input(X), targets, sample_weight, batch_size,
@@ -913,6 +923,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         tags.input_tags.sparse = True
+        # HOGWILD! threads race on the weights: two fits with one seed differ
+        tags.non_deterministic = bool(self.asynchronous)
         return tags
 
 

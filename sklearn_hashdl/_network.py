@@ -26,7 +26,8 @@ def active_counts(layer_sizes, sparsity, sparse_hidden=True, sparse_output=False
     A sparse output layer also trains each sample's true labels (added on top).
     """
     def kept(n, sparse):
-        return min(n, max(1, math.ceil(sparsity * n))) if sparse else n
+        # rounded first: 0.07 * 100 is 7.000000000000001 in floating point
+        return min(n, max(1, math.ceil(round(sparsity * n, 9)))) if sparse else n
 
     hidden = [kept(n, sparse_hidden) for n in layer_sizes[1:-1]]
     return hidden + [kept(layer_sizes[-1], sparse_output)]

@@ -100,6 +100,25 @@ def test_matches_mlpclassifier_partial_fit_on_sparse_input():
     assert ours.t_ == theirs.t_ == 3 * 64
 
 
+def test_later_calls_shuffle_as_in_mlpclassifier():
+    # each call draws its shuffles from random_state as MLPClassifier does (an
+    # int seed's stream starts again); only the random neurons of sparse
+    # layers change with the samples seen (test_extreme)
+    X, y = _data("multiclass", seed=5)
+    params = {**COMMON, "shuffle": True}
+    ours, theirs = HashMLPClassifier(sparsity=1.0, **params), MLPClassifier(**params)
+    for _ in range(3):
+        ours.partial_fit(X, y, classes=[0, 1, 2])
+        theirs.partial_fit(X, y, classes=[0, 1, 2])
+    _assert_same(ours, theirs, X)
+    ours, theirs = _fit_both(X, y, shuffle=True, warm_start=True, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X, y)
+        theirs.fit(X, y)
+    _assert_same(ours, theirs, X)
+
+
 @pytest.mark.parametrize("activation", ["relu", "logistic"])
 @pytest.mark.parametrize("fan_in, fan_out", [(50, 1000), (3, 70000)])
 def test_initial_weights_are_mlpclassifiers_draws(activation, fan_in, fan_out):

@@ -809,6 +809,20 @@ def test_active_fraction_is_ceil_sparsity_n_over_n(digits, selection, sizes, spa
     np.testing.assert_allclose(model.active_fraction_, expected, rtol=1e-12)
 
 
+def test_a_whole_sparsity_times_width_keeps_that_many_neurons(digits):
+    # 0.07 * 100 and 0.14 * 100 are 7.000000000000001 and 14.000000000000002 in
+    # floating point: 7 and 14 neurons, not 8 and 15
+    X, y = digits
+    for sparsity, kept in ((0.07, 7), (0.14, 14), (0.55, 55)):
+        model = quiet_fit(make(hidden_layer_sizes=(100,), sparsity=sparsity, max_iter=1), X[:300], y[:300])
+        assert model._n_active[0] == kept
+
+
+def test_asynchronous_fits_are_tagged_non_deterministic():
+    assert not HashMLPClassifier().__sklearn_tags__().non_deterministic
+    assert HashMLPClassifier(asynchronous=True).__sklearn_tags__().non_deterministic
+
+
 def test_dense_training_reports_full_activity(digits):
     X, y = digits
     model = quiet_fit(make(sparsity=1.0), X, y)

@@ -112,6 +112,20 @@ def test_failed_fit_with_a_hashed_output_layer_keeps_the_model():
     assert ConvergenceWarning  # imported for the module-level filter
 
 
+def test_partial_fit_mini_batch_by_mini_batch_trains_every_output():
+    # each call draws its own random negatives: with an int seed, calls that
+    # each started the seed afresh trained 85 of these 500 outputs, all the
+    # stream's other outputs never sampled
+    X, y, _, _ = _many_classes(n_classes=10, rows_per_class=160)
+    clf = HashMLPClassifier((32,), sparse_layers="output", sparsity=0.02, random_state=0, n_jobs=1)
+    clf.partial_fit(X[:8], y[:8], classes=np.arange(500))
+    first = clf.coefs_[-1].copy()
+    for start in range(8, len(y) - 7, 8):
+        clf.partial_fit(X[start: start + 8], y[start: start + 8])
+    trained = (clf.coefs_[-1] != first).any(axis=0)
+    assert trained.sum() >= 490, trained.sum()
+
+
 def test_duplicate_csr_entries_train_like_their_sum():
     """Kernels take a row with n_features entries as listing every feature once."""
     rng = np.random.RandomState(0)
