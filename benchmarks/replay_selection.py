@@ -8,8 +8,8 @@ threads with every exactly scored layer's column blocks stored apart
 after round, with the round trip of a cache line between the two cores before
 each round (``core_latency.py``). Its inputs are written once, before the
 timing, so what the kernel itself exchanges between the cores is what is
-timed: each block's thread writes its scores of every sample, and each sample's
-pick then reads the scores of every block. The run ends with the medians of the
+timed: each block's thread writes its scores of every sample and keeps those
+above the cut, and each sample's pick then reads what every block kept. The run ends with the medians of the
 rounds with the cores near and apart (docs/performance.md, Zen 4 seventh session).
 
     python benchmarks/replay_selection.py --layer 1 --rounds 40

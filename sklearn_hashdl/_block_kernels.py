@@ -27,7 +27,8 @@ from numba import njit, prange
 
 from ._kernels import (_activate, _adam_apply, _adam_row, _bias_gradient, _column_union,
                        _derivative, _sgd_apply, _sgd_row, DOT_MATH, NO_SPANS)
-from ._lsh import _group_by_block, _score_all, _top_by_score
+from ._lsh import (_cut_bound, _group_by_block, _groups_in_block, _keep_at_least, _order_top,
+                   _score_all)
 from ._work_sharing import (ROW_CHUNK, SAMPLE_CHUNK, mark_ready, n_workers, next_chunk,
                             reset_claims, share_ready, take_chunk)
 
@@ -39,32 +40,35 @@ OWNER_KEEPS_ROWS = 16
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _pick_and_group(s, starts, n_active, activation, block_scores, all_ids, scores, kept, picked,
-                    in_nnz, out_ids, out_vals, out_cnt, block_ptr, local_ids, cost):
-    """Sample s's part of ``select_exact_blocks`` once the blocks have scored it."""
+def _pick_and_group(s, starts, n_out, activation, block_scores, n_kept, kept_scores, kept_ids,
+                    scores, ids, order, in_nnz, out_ids, out_vals, out_cnt, block_ptr, local_ids, cost):
+    """Sample s's part of ``select_exact_blocks`` once each block has kept its scores
+    above the cut: the best of those, their activations and runs per block."""
     n_blocks = starts.shape[0] - 1
     n_neurons, block_width = starts[n_blocks], starts[1] - starts[0]
-    for t in range(n_blocks):
-        lo = starts[t]
-        for j in range(starts[t + 1] - lo):
-            scores[lo + j] = block_scores[t, s, j]
-    n_out = min(n_active, n_neurons)
-    if n_out < n_neurons:
-        _top_by_score(all_ids, scores, n_neurons, n_out, picked, kept)  # overwrites scores
-    else:
+    n = 0
+    for t in range(n_blocks):  # in block order: the one matrix's order of ids
+        for c in range(n_kept[t, s]):
+            scores[n] = kept_scores[t, s, c]
+            ids[n] = kept_ids[t, s, c]
+            n += 1
+    if n_out < n_neurons and n >= n_out:
+        _order_top(scores, ids, n, n_out)
+    else:  # every neuron, or the cut kept too few (NaN scores): the first n_out
         for c in range(n_out):
-            picked[c] = c
+            t = min(c // block_width, n_blocks - 1)
+            ids[c], scores[c] = c, block_scores[t, s, c - starts[t]]
     out_cnt[s] = n_out
     cost[s] = n_neurons * in_nnz[s]
     row, ptr = out_ids[s], block_ptr[s]
-    _group_by_block(picked, n_out, block_width, n_neurons, row)
+    _group_by_block(ids, n_out, block_width, n_neurons, row, order)
     c = 0
     for t in range(n_blocks):
         lo = starts[t]
         ptr[t] = c
         while c < n_out and row[c] < starts[t + 1]:
             local_ids[s, c] = row[c] - lo
-            out_vals[s, c] = _activate(block_scores[t, s, row[c] - lo], activation)
+            out_vals[s, c] = _activate(scores[order[c]], activation)
             c += 1
     ptr[n_blocks] = n_out
 
@@ -72,32 +76,56 @@ def _pick_and_group(s, starts, n_active, activation, block_scores, all_ids, scor
 @njit(nogil=True, parallel=True, cache=True, fastmath=DOT_MATH)
 def select_exact_blocks(Wb, starts, b, in_ids, in_vals, in_cnt, in_nnz, n_active, activation,
                         out_ids, out_vals, out_cnt, block_ptr, local_ids, cost, block_scores,
-                        all_ids, score_scratch, kept_scratch, pick_scratch, claims):
+                        block_bounds, kept_scores, kept_ids, n_kept, all_ids, score_scratch,
+                        id_scratch, order_scratch, claims):
     """Exact selection (``_lsh.select_active``'s SELECT_EXACT) over column blocks.
 
     Each block's thread scores its neurons for every sample into
-    ``block_scores[t]``; then each sample's ``n_active`` best neurons go into
-    ``out_ids`` grouped by block (``_lsh._group_by_block``), their activations
-    into ``out_vals``, the runs of each block into ``block_ptr`` and the ids
-    within their block into ``local_ids``. ``all_ids`` holds 0, 1, ..., n - 1.
-    (Each block keeping its own best and the samples merging those picks ran
-    1.5x slower on one thread with two blocks, and 1.2x or more slower on two: a
-    block's pick costs most of a layer's; docs/performance.md, Zen 4 eighth session.)
+    ``block_scores[t]``, with the least of its cut's group maxima
+    (``_lsh._layer_bound``) into ``block_bounds[t]``; then, the blocks' least
+    of those known, keeps the scores that reach it and their ids
+    (``kept_scores[t]``, ``kept_ids[t]``, ``n_kept[t]``). Each sample's
+    ``n_active`` best of the kept go into ``out_ids`` grouped by block
+    (``_lsh._group_by_block``), their activations into ``out_vals``, the runs
+    of each block into ``block_ptr`` and the ids within their block into
+    ``local_ids``. ``all_ids`` holds 0, 1, ..., n - 1. The one matrix's
+    selection keeps the same scores in the same order, and so picks alike.
+    A sample's pick reads the about a sixth of the other blocks' scores that
+    their cut kept, not all of them: the lines another core reads cost the
+    owner's next writes a trip across the fabric when the host places the two
+    virtual CPUs apart. (Each block keeping its own best and the samples
+    merging those picks ran 1.5x slower on one thread with two blocks, and 1.2x
+    or more slower on two: a block's pick costs most of a layer's;
+    docs/performance.md, Zen 4 eighth session.)
     """
     n_blocks = starts.shape[0] - 1
     n_rows = in_cnt.shape[0]
+    n_neurons = starts[n_blocks]
+    n_out = min(n_active, n_neurons)
+    for t in prange(n_blocks):
+        lo, width = starts[t], starts[t + 1] - starts[t]
+        n_groups = _groups_in_block(n_out, width, n_neurons)
+        for s in range(n_rows):
+            scores = block_scores[t, s]
+            _score_all(s, Wb[t], b[lo: lo + width], width, in_ids, in_vals, in_cnt, scores)
+            block_bounds[t, s] = _cut_bound(scores, width, n_groups)
     for t in prange(n_blocks):
         lo, width = starts[t], starts[t + 1] - starts[t]
         for s in range(n_rows):
-            _score_all(s, Wb[t], b[lo: lo + width], width, in_ids, in_vals, in_cnt, block_scores[t, s])
+            bound = block_bounds[0, s]
+            for u in range(1, n_blocks):
+                bound = min(bound, block_bounds[u, s])
+            n_kept[t, s] = _keep_at_least(all_ids[lo: lo + width], block_scores[t, s], width, bound,
+                                          kept_ids[t, s], kept_scores[t, s])
     reset_claims(claims)
     for worker in prange(n_workers(claims)):
         first, stop, share = next_chunk(claims, worker, n_rows, SAMPLE_CHUNK, 0)
         while first < stop:
             for s in range(first, stop):
-                _pick_and_group(s, starts, n_active, activation, block_scores, all_ids,
-                                score_scratch[worker], kept_scratch[worker], pick_scratch[worker],
-                                in_nnz, out_ids, out_vals, out_cnt, block_ptr, local_ids, cost)
+                _pick_and_group(s, starts, n_out, activation, block_scores, n_kept, kept_scores,
+                                kept_ids, score_scratch[worker], id_scratch[worker],
+                                order_scratch[worker], in_nnz, out_ids, out_vals, out_cnt,
+                                block_ptr, local_ids, cost)
             first, stop, share = next_chunk(claims, worker, n_rows, SAMPLE_CHUNK, share)
 
 

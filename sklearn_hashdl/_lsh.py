@@ -320,36 +320,66 @@ def _score_by_neuron(s, Wt, b, in_ids, in_vals, in_cnt, cand, n_cand, scores):
 
 
 @njit(cache=True, inline="always")
-def _top_by_score(ids, scores, n, n_active, row, kept_ids):
-    """Write the ids of the n_active largest ``scores[:n]`` into ``row``.
+def _groups_in_block(n_active, width, n):
+    """Groups of the cut (``_cut_bound``) in a block of ``width`` of the layer's n
+    neurons: its share of n_active, rounded up, so that the blocks' groups add up
+    to at least n_active."""
+    return (n_active * width + n - 1) // n
 
-    First a cut: split the scores into n_active groups; the group maxima are
-    n_active distinct scores, so the n_active-th largest is at least the least
-    of them, and only the scores above it (about a sixth, for 50 of 1000) are
-    kept, compacted into ``kept_ids`` and the front of ``scores`` (which is
-    overwritten). A quickselect then orders those around the n_active-th.
-    Three times faster than a heap, whose replacements branch unpredictably.
-    """
-    bound = -np.inf
-    if n >= 4 * n_active:
-        group = n // n_active
-        bound = np.inf
-        for g in range(n_active):
-            top = scores[g * group]
-            for c in range(g * group + 1, (g + 1) * group):
-                top = max(top, scores[c])
-            bound = min(bound, top)
+
+@njit(cache=True, inline="always")
+def _cut_bound(scores, n, n_groups):
+    """The least of the maxima of ``n_groups`` equal runs of ``scores[:n]``: each run
+    has its own maximum, so at least n_groups of the scores reach it. -inf (keep
+    everything) when runs would be shorter than 4 scores, inf when n is 0."""
+    if n == 0:
+        return np.inf
+    if n < 4 * n_groups:
+        return -np.inf
+    group = n // n_groups
+    bound = np.inf
+    for g in range(n_groups):
+        top = scores[g * group]
+        for c in range(g * group + 1, (g + 1) * group):
+            top = max(top, scores[c])
+        bound = min(bound, top)
+    return bound
+
+
+@njit(cache=True, inline="always")
+def _layer_bound(scores, n, n_active, block_width):
+    """The cut for the n_active largest of ``scores[:n]``: the least of its groups'
+    maxima, whose at least n_active groups are made within each column block of
+    ``block_width`` (the whole layer for 0). Column-blocked selection finds the
+    same bound block by block (``_block_kernels.select_exact_blocks``)."""
+    if block_width <= 0:
+        return _cut_bound(scores, n, n_active)
+    bound = np.inf
+    for lo in range(0, n, block_width):
+        width = min(block_width, n - lo)
+        bound = min(bound, _cut_bound(scores[lo:], width, _groups_in_block(n_active, width, n)))
+    return bound
+
+
+@njit(cache=True, inline="always")
+def _keep_at_least(ids, scores, n, bound, kept_ids, kept_scores):
+    """Copy the scores of ``scores[:n]`` that reach ``bound``, and their ``ids``, in
+    order to the front of ``kept_scores`` and ``kept_ids`` (which may be ``scores``
+    itself); returns how many."""
     n_kept = 0
     for c in range(n):
         z = scores[c]
         kept_ids[n_kept] = ids[c]
-        scores[n_kept] = z
+        kept_scores[n_kept] = z
         n_kept += z >= bound  # branch-free
-    if n_kept < n_active:  # only with NaN scores
-        for c in range(n_active):
-            row[c] = ids[c]
-        return n_active
-    lo, hi = 0, n_kept - 1
+    return n_kept
+
+
+@njit(cache=True, inline="always")
+def _order_top(scores, ids, n, n_active):
+    """Quickselect: reorder ``scores[:n]`` (and ``ids`` alongside) so that the first
+    n_active hold the n_active largest."""
+    lo, hi = 0, n - 1
     cut = n_active - 1  # positions 0..cut end up holding the n_active largest
     while lo < hi:
         a, b, c = scores[lo], scores[(lo + hi) >> 1], scores[hi]
@@ -362,7 +392,7 @@ def _top_by_score(ids, scores, n, n_active, row, kept_ids):
                 j -= 1
             if i <= j:
                 scores[i], scores[j] = scores[j], scores[i]
-                kept_ids[i], kept_ids[j] = kept_ids[j], kept_ids[i]
+                ids[i], ids[j] = ids[j], ids[i]
                 i += 1
                 j -= 1
         # now scores[lo..j] >= pivot >= scores[i..hi]
@@ -372,29 +402,54 @@ def _top_by_score(ids, scores, n, n_active, row, kept_ids):
             lo = i
         else:
             break
+
+
+@njit(cache=True, inline="always")
+def _top_by_score(ids, scores, n, n_active, row, kept_ids, block_width):
+    """Write the ids of the n_active largest ``scores[:n]`` into ``row``.
+
+    First a cut (``_layer_bound``, groups within column blocks of
+    ``block_width``, 0 for none): only the scores that reach the least of the
+    groups' maxima (about a sixth, for 50 of 1000) are kept, compacted into
+    ``kept_ids`` and the front of ``scores`` (which is overwritten). A
+    quickselect then orders those around the n_active-th. Three times faster
+    than a heap, whose replacements branch unpredictably.
+    """
+    bound = _layer_bound(scores, n, n_active, block_width)
+    n_kept = _keep_at_least(ids, scores, n, bound, kept_ids, scores)
+    if n_kept < n_active:  # only with NaN scores
+        for c in range(n_active):
+            row[c] = ids[c]
+        return n_active
+    _order_top(scores, kept_ids, n_kept, n_active)
     for c in range(n_active):
         row[c] = kept_ids[c]
     return n_active
 
 
 @njit(cache=True, inline="always")
-def _group_by_block(picked, n_out, block_width, n_neurons, row):
+def _group_by_block(picked, n_out, block_width, n_neurons, row, order):
     """Write the neurons ``picked[:n_out]`` into ``row`` grouped by column block
-    (blocks of ``block_width`` neurons, see ``_blocks.py``): in block order, and
-    within a block in picked order, except that a block picked whole goes
-    ascending, as the update's whole-row gradient sums expect. Both layouts of a
-    blocked layer order their lists so, and so add the same terms in the same order.
+    (blocks of ``block_width`` neurons, see ``_blocks.py``), and each one's
+    position in ``picked`` into ``order``: in block order, and within a block
+    in picked order, except that a block picked whole goes ascending, as the
+    update's whole-row gradient sums expect. Both layouts of a blocked layer
+    order their lists so, and so add the same terms in the same order.
     """
     n = 0
     for lo in range(0, n_neurons, block_width):
         first = n
+        hi = min(lo + block_width, n_neurons)
         for c in range(n_out):
-            if lo <= picked[c] < lo + block_width:
-                row[n] = picked[c]
+            if lo <= picked[c] < hi:
+                order[n] = c
                 n += 1
-        if n - first == min(block_width, n_neurons - lo):
-            for c in range(first, n):
-                row[c] = lo + c - first
+        if n - first == hi - lo:  # whole: each of its neurons in its place
+            for c in range(n_out):
+                if lo <= picked[c] < hi:
+                    order[first + picked[c] - lo] = c
+    for c in range(n):
+        row[c] = picked[order[c]]
 
 
 @njit(nogil=True, cache=True)
@@ -422,7 +477,7 @@ def keep_top_k_rows(A, k):
             has_nan |= row[j] != row[j]
         if has_nan:
             continue  # left whole, so that NaN reaches the output (argpartition kept it)
-        _top_by_score(ids, scores, n, k, top, kept)
+        _top_by_score(ids, scores, n, k, top, kept, 0)
         for c in range(k):  # the kept values, before the row is zeroed
             scores[c] = row[top[c]]
         row[:] = 0
@@ -517,11 +572,14 @@ def select_active(
                         _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
                         work += n_cand * in_nnz[s]
                     if block_width > 0:
+                        # exact: the cut's groups within blocks, as select_exact_blocks' are
+                        cut_blocks = block_width if mode == SELECT_EXACT else 0
                         n_out = _top_by_score(cand, scores, n_cand, n_active, pool_scratch[worker],
-                                              tie_scratch[worker])
-                        _group_by_block(pool_scratch[worker], n_out, block_width, n_neurons, row)
+                                              tie_scratch[worker], cut_blocks)
+                        _group_by_block(pool_scratch[worker], n_out, block_width, n_neurons, row,
+                                        tie_scratch[worker])
                     else:
-                        n_out = _top_by_score(cand, scores, n_cand, n_active, row, tie_scratch[worker])
+                        n_out = _top_by_score(cand, scores, n_cand, n_active, row, tie_scratch[worker], 0)
                     if write_values:  # all_scores holds every neuron's pre-activation
                         for c in range(n_out):
                             out_vals[s, c] = _activate(score_scratch[worker][row[c]], activation)

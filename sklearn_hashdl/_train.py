@@ -354,8 +354,14 @@ class BlockScratch:
     def __init__(self, n_blocks, width, n_active, in_width, n_levels, batch_size):
         self.sizes = (n_blocks, width, n_active, in_width, n_levels, batch_size)
         B = batch_size
-        # selection: each block's scores of every sample, and the ids of all neurons
+        # selection: each block's scores of every sample, its cut's bound, the
+        # scores it keeps above the blocks' least bound and their ids, and the
+        # ids of all neurons
         self.scores = stacked_apart(n_blocks, B, width, np.float32)
+        self.bounds = _thread_scratch(n_blocks, B, np.float32)
+        self.kept = (stacked_apart(n_blocks, B, width, np.float32),
+                     stacked_apart(n_blocks, B, width, np.int32),
+                     _thread_scratch(n_blocks, B, np.int32))
         self.all_ids = np.arange(n_blocks * width, dtype=np.int32)
         # each level's runs of neurons per block, and their ids within the block
         # (from the selection of the layer below)
@@ -518,7 +524,7 @@ def select_blocks(network, ws, i, inputs, outputs, blocks, cost):
     _block_kernels.select_exact_blocks(
         layer.W, layer.layout.starts, network.biases[i], in_ids, in_vals, in_cnt, in_nnz,
         network.n_active[i], network.activation_code, out_ids, out_vals, out_cnt,
-        block_ptr, local_ids, cost, scratch.scores, scratch.all_ids,
+        block_ptr, local_ids, cost, scratch.scores, scratch.bounds, *scratch.kept, scratch.all_ids,
         ws.scores, ws.ties, ws.pool, ws.claims,
     )
     return True

@@ -297,36 +297,55 @@ def test_prediction_top_k_keeps_each_rows_k_largest(dtype):
 
 
 @njit
-def _top_k(scores, k):
+def _top_k(scores, k, block_width=0):
     ids = np.arange(scores.shape[0]).astype(np.int32)
     row = np.zeros(k, np.int32)
     kept = np.zeros(scores.shape[0], np.int32)
-    n = _lsh._top_by_score(ids, scores.copy(), scores.shape[0], k, row, kept)
+    n = _lsh._top_by_score(ids, scores.copy(), scores.shape[0], k, row, kept, block_width)
     return row[:n]
 
 
+@pytest.mark.parametrize("block_width", [0, 500, 333, 60, 7])
 @pytest.mark.parametrize("case", ["random", "ascending", "descending", "ties", "few", "negative"])
-def test_top_by_score_finds_the_k_largest(case):
+def test_top_by_score_finds_the_k_largest(case, block_width):
     """The cut and quickselect behind exact and re-ranked selection, on orders
-    and ties that trip partition schemes."""
+    and ties that trip partition schemes, with the cut's groups made within
+    column blocks (of 7 neurons: too narrow for groups) or not (0)."""
     rng = np.random.RandomState(0)
     n, k = (1000, 50) if case != "few" else (30, 20)
     scores = {
         "random": rng.randn(n), "ascending": np.arange(n), "descending": -np.arange(n),
         "ties": rng.randint(0, 3, n), "few": rng.randn(n), "negative": -rng.rand(n) - 5,
     }[case].astype(np.float32)
-    chosen = _top_k(scores, k)
+    chosen = _top_k(scores, k, block_width)
     assert len(np.unique(chosen)) == k
     # every chosen score is at least every unchosen one
     rest = np.setdiff1d(np.arange(n), chosen)
     assert scores[chosen].min() >= scores[rest].max()
 
 
-def test_top_by_score_survives_nan_scores():
+@pytest.mark.parametrize("block_width", [0, 150])
+def test_top_by_score_survives_nan_scores(block_width):
     scores = np.random.RandomState(1).randn(400).astype(np.float32)
     scores[::7] = np.nan
-    chosen = _top_k(scores, 20)
+    chosen = _top_k(scores, 20, block_width)
     assert len(np.unique(chosen)) == 20 and chosen.min() >= 0 and chosen.max() < 400
+
+
+@njit
+def _grouped(picked, block_width, n_neurons):
+    row = np.zeros(picked.shape[0], np.int32)
+    order = np.zeros(picked.shape[0], np.int32)
+    _lsh._group_by_block(picked, picked.shape[0], block_width, n_neurons, row, order)
+    return row, order
+
+
+def test_group_by_block_orders_by_block_and_a_whole_block_ascending():
+    # blocks of 4 among 10 neurons: [0, 4), [4, 8), [8, 10); the last picked whole
+    picked = np.array([9, 5, 1, 8, 4, 0], np.int32)
+    row, order = _grouped(picked, 4, 10)
+    np.testing.assert_array_equal(row, [1, 0, 5, 4, 8, 9])
+    np.testing.assert_array_equal(picked[order], row)  # each entry's place in picked
 
 
 def test_exact_selection_gives_the_forward_pass_values():
