@@ -85,13 +85,16 @@ class Network:
             for i, W in enumerate(weights)]
         self.rehash_flops = 0  # multiply-adds spent building tables when the network was loaded
         self.rerank_factor = rerank_factor
-        self.n_probes = n_probes
+        # a table's probes stop once each of its K bits has been flipped: more
+        # would only size scratch (a histogram of L * n_probes counts) for nothing
+        self.n_probes = min(n_probes, K + 1)
         # what training asks of each layer every batch, worked out once (the
         # shapes and active counts do not change)
         self.layer_sizes = tuple([self.weights[0].shape[0]] + [W.shape[1] for W in self.weights])
         self._sparse = [n_active[i] < W.shape[1] for i, W in enumerate(self.weights)]
         self._n_selected = [self._selected_count(i) for i in range(len(self.weights))]
-        self._rerank_pool = [int(min(W.shape[1], math.ceil(rerank_factor * self._n_selected[i])))
+        # capped before the ceiling: a huge rerank_factor would overflow to inf
+        self._rerank_pool = [math.ceil(min(W.shape[1], rerank_factor * self._n_selected[i]))
                              for i, W in enumerate(self.weights)]
 
     # a sparse output layer selects this fraction of its active outputs; the rest

@@ -184,6 +184,26 @@ def test_multiprobe_reads_neighbouring_buckets():
         assert Z[s, multi[s]].max() >= Z[s, single[s]].max() - 1e-6 or len(single[s]) < K_ACTIVE
 
 
+def test_probes_past_every_bit_and_a_huge_rerank_factor_change_nothing():
+    # a table has K + 1 probes at most (its bucket, and one per flipped bit):
+    # n_probes=10**9 once sized scratch for 10**10 counts (MemoryError); a
+    # rerank_factor of 1e308 overflowed to inf before it was capped by the width
+    from sklearn.datasets import load_digits
+
+    from sklearn_hashdl import HashMLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300] / 16, y[:300]
+    params = dict(hidden_layer_sizes=(32,), selection="lsh_rerank", K=6, max_iter=2, n_jobs=1,
+                  random_state=0)
+    with pytest.warns(Warning):  # ConvergenceWarning
+        reference = HashMLPClassifier(n_probes=7, rerank_factor=100.0, **params).fit(X, y)
+    with pytest.warns(Warning):
+        extreme = HashMLPClassifier(n_probes=10**9, rerank_factor=1e308, **params).fit(X, y)
+    for a, b in zip(reference.coefs_, extreme.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_auto_selection_depends_on_layer_width():
     from sklearn_hashdl import HashMLPClassifier
     from sklearn_hashdl._classifier import AUTO_EXACT_MAX_WIDTH
