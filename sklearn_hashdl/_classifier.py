@@ -227,7 +227,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         with most collisions) are scored exactly.
     n_probes : int, default=1
         Buckets read per table and sample: the sample's own, plus (multi-probe
-        LSH) the n_probes - 1 neighbours that flip its least certain bits.
+        LSH) the n_probes - 1 neighbours that flip its least certain bits, one
+        bit each: K + 1 probes at most (larger values act as K + 1).
     rehash_interval : int, default=50
         Batches before the tables are first rebuilt from the drifting weights.
     rehash_growth : float >= 1, default=1.1
