@@ -116,6 +116,8 @@ def test_blocks_that_samples_fill_train_as_in_the_one_matrix():
 
 
 def test_the_block_count_changes_only_rounding():
+    # (and, were two scores to tie exactly at the cut, which of them is picked;
+    # random weights give no such ties)
     arrays, losses, active = _train_steps(1, False, "adam")
     arrays_3, losses_3, active_3 = _train_steps(3, True, "adam")
     for a, b in zip(sum(active, []), sum(active_3, [])):
