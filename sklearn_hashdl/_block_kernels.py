@@ -90,13 +90,13 @@ def select_exact_blocks(Wb, starts, b, in_ids, in_vals, in_cnt, in_nnz, n_active
     of each block into ``block_ptr`` and the ids within their block into
     ``local_ids``. ``all_ids`` holds 0, 1, ..., n - 1. The one matrix's
     selection keeps the same scores in the same order, and so picks alike.
-    A sample's pick reads the about a sixth of the other blocks' scores that
-    their cut kept, not all of them: the lines another core reads cost the
-    owner's next writes a trip across the fabric when the host places the two
-    virtual CPUs apart. (Each block keeping its own best and the samples
-    merging those picks ran 1.5x slower on one thread with two blocks, and 1.2x
-    or more slower on two: a block's pick costs most of a layer's;
-    docs/performance.md, Zen 4 eighth session.)
+    A sample's pick reads the about a sixth of the scores that the blocks' cut
+    kept, not all of them: 7-10% faster than copying every score first, on one
+    thread and on two with the virtual CPUs near; with them apart no gain was
+    measured (docs/performance.md, Zen 4 ninth session). (Each block keeping
+    its own best and the samples merging those picks ran 1.5x slower on one
+    thread with two blocks, and 1.2x or more slower on two: a block's pick costs
+    most of a layer's; docs/performance.md, Zen 4 eighth session.)
     """
     n_blocks = starts.shape[0] - 1
     n_rows = in_cnt.shape[0]
