@@ -695,9 +695,13 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         key = "m_W" if self.solver == "adam" else "vel_W"
         if reset or state is None or key not in state:
             state = SparseOptimizer.new_state(params, network.weights, network.biases)
+            state["params"] = params
         else:
             state = {k: ([np.array(a) for a in v] if isinstance(v, list) else v)
                      for k, v in state.items()}
+            # as MLPClassifier's partial_fit, a continued optimizer keeps the
+            # settings it was made with (a learning_rate_init set in between is not used)
+            params = state.get("params", params)
         return SparseOptimizer(params, state)
 
     def _store_network(self, network, optimizer):
@@ -853,6 +857,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         if mode == "hashed":
             if network is None:
                 network = self._prediction_network(layer_sizes)
+            else:  # validation scores the tables the fitted model will have
+                network = network.with_current_tables()
             chunks = hashed_logit_chunks(network, kernel_input(X))
         else:
             if network is None:

@@ -645,7 +645,8 @@ class RehashSchedule:
     """
 
     def __init__(self, interval, growth, batches_left=None, current_interval=None):
-        self.interval = float(interval if current_interval is None else current_interval)
+        # capped far beyond any fit's batch count: float(10**400) would overflow
+        self.interval = float(min(interval, 2**62) if current_interval is None else current_interval)
         self.growth = float(growth)
         self.batches_left = self.interval if batches_left is None else float(batches_left)
 

@@ -7,6 +7,7 @@ call leaves a fitted model as it was and read-only (memory-mapped) arrays are
 never written to.
 """
 
+import copy
 import functools
 import importlib
 import math
@@ -166,6 +167,19 @@ class Network:
 
     def rebuild_all_tables(self):
         return sum(self.rebuild_tables(i) for i in range(self.n_layers) if self.uses_tables(i))
+
+    def with_current_tables(self):
+        """The same network with its hash tables rebuilt from the current weights,
+        into new arrays: what the fitted model will predict with, while training
+        goes on with its own tables, rebuilt on their schedule."""
+        fresh = copy.copy(self)
+        fresh.offsets, fresh.neuron_ids = list(self.offsets), list(self.neuron_ids)
+        for i in range(self.n_layers):
+            if self.uses_tables(i):
+                fresh.offsets[i], fresh.neuron_ids[i] = _lsh.new_tables(self.layer_sizes[i + 1],
+                                                                         self.K, self.L)
+                fresh.rebuild_tables(i)
+        return fresh
 
     def hash_tables_for(self, i, random_state):
         """Fresh hyperplanes and empty tables for layer i (rebuilt by the caller)."""

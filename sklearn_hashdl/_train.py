@@ -74,7 +74,9 @@ class Targets(NamedTuple):
     def from_indicator(cls, Y, spread=False):
         """From a label-indicator matrix (dense or sparse); with ``spread`` each
         row's targets are 1 / (its number of labels), a distribution for softmax."""
-        Y = sp.csr_matrix(Y, copy=True)  # a copy: eliminate_zeros works in place
+        Y = sp.csr_matrix(Y, copy=True)  # a copy: the two calls below work in place
+        # a label listed twice is one label (as in MLPClassifier), not two targets
+        Y.sum_duplicates()
         Y.eliminate_zeros()
         values = np.ones(Y.nnz, np.float32)
         if spread:
@@ -153,7 +155,8 @@ class Workspace:
         self.cols = _thread_scratch(n_threads, max_size, np.int32)
         self.compact = compact_scratch(n_threads, B, max_size)
         # per-thread scratch of the selection kernel (per worker: _work_sharing)
-        n_tables = network.L
+        # sized by L only where some layer queries tables: K and L change nothing otherwise
+        n_tables = network.L if any(map(network.uses_tables, range(network.n_layers))) else 0
         n_planes = network.K * n_tables
         self.count = _thread_scratch(n_threads, max_out, np.int32)
         self.cand = _thread_scratch(n_threads, max_out, np.int32)
@@ -598,14 +601,14 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         runs = block_scratch.runs(B)  # per level, (block_ptr, local_ids)
     levels = forward_batch(network, ws, B, seed, views.row_keys, timer, (targets, rows), blocks)
     if weight_sum is None:
-        weight_sum = float(sample_weight.sum())
+        weight_sum = float(sample_weight.sum(dtype=np.float64))
 
     delta = views.delta
     out_delta = delta[n_layers]
     out_ids, logits, out_cnt = levels[n_layers]
     loss = _kernels.output_loss_and_delta(
         out_ids, logits, out_cnt, rows, targets.ptr, targets.ids, targets.values,
-        sample_weight, np.float32(weight_sum), network.softmax, ws.target, out_delta, views.loss,
+        sample_weight, weight_sum, network.softmax, ws.target, out_delta, views.loss,
     ) / weight_sum
     timer.mark("loss")
 
@@ -804,7 +807,8 @@ class TrainingRun:
                 # rows of weight 0 would still pick active neurons, whose lazy Adam
                 # step (decay, L2) moves them although their gradient is 0
                 rows, weights = rows[weights > 0], weights[weights > 0]
-            weight_sum = float(weights.sum())
+            # in float64: float32 weights can sum past float32's range
+            weight_sum = float(weights.sum(dtype=np.float64))
             if weight_sum <= 0:
                 return False
         timer.start()

@@ -88,7 +88,11 @@ def test_matches_mlpclassifier_partial_fit_on_sparse_input():
         ours.partial_fit(X_sparse, y, classes=[0, 1, 2])
         theirs.partial_fit(X_sparse, y, classes=[0, 1, 2])
     # inputs that are exactly zero are skipped, so their weights get no L2 decay:
-    # compare without the penalty, where dense and sparse updates coincide
+    # compare without the penalty. Every input here is non-zero in some sample
+    # of each batch; one zero throughout a batch would keep its weights still
+    # (test_an_input_zero_in_a_whole_batch_keeps_its_weights)
+    batches = X_sparse.toarray().reshape(-1, COMMON["batch_size"], X_sparse.shape[1])
+    assert (batches != 0).any(axis=1).all()
     ours_no_l2 = HashMLPClassifier(sparsity=1.0, **{**COMMON, "alpha": 0.0})
     theirs_no_l2 = MLPClassifier(**{**COMMON, "alpha": 0.0})
     for _ in range(3):
@@ -98,6 +102,41 @@ def test_matches_mlpclassifier_partial_fit_on_sparse_input():
     # as in MLPClassifier, n_iter_ counts the epochs of the last call only
     assert ours.n_iter_ == theirs.n_iter_ == 1
     assert ours.t_ == theirs.t_ == 3 * 64
+
+
+def test_an_input_zero_in_a_whole_batch_keeps_its_weights():
+    # The updates stay lazy with every neuron active: a batch in which an input
+    # is zero in every sample leaves that input's weights and their Adam
+    # moments as they were, where MLPClassifier still moves them by their
+    # momentum (and L2 decay). The other weights train alike.
+    X, y = _data("multiclass", seed=6)
+    X[32:, 0] = 0
+    params = {**COMMON, "batch_size": 32}
+    ours, theirs = HashMLPClassifier(sparsity=1.0, **params), MLPClassifier(**params)
+    for model in (ours, theirs):
+        model.partial_fit(X[:32], y[:32], classes=[0, 1, 2])
+    first_ours, first_theirs = ours.coefs_[0].copy(), theirs.coefs_[0].copy()
+    np.testing.assert_allclose(first_ours, first_theirs, atol=2e-5, rtol=1e-4)
+    for model in (ours, theirs):
+        model.partial_fit(X[32:], y[32:])  # input 0 is zero in this whole batch
+    np.testing.assert_array_equal(ours.coefs_[0][0], first_ours[0])
+    assert (theirs.coefs_[0][0] != first_theirs[0]).all()
+    np.testing.assert_allclose(ours.coefs_[0][1:], theirs.coefs_[0][1:], atol=2e-5, rtol=1e-4)
+    assert (ours.coefs_[0][1:] != first_ours[1:]).all()
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_a_continued_optimizer_keeps_its_settings_as_in_mlpclassifier(solver):
+    # partial_fit continues the optimizer made by the first call, with its
+    # learning rate and momentum, whatever set_params changed in between
+    X, y = _data("multiclass", seed=7)
+    ours = HashMLPClassifier(sparsity=1.0, solver=solver, **COMMON)
+    theirs = MLPClassifier(solver=solver, **COMMON)
+    for model in (ours, theirs):
+        model.partial_fit(X, y, classes=[0, 1, 2])
+        model.set_params(learning_rate_init=1.0, momentum=0.5, beta_1=0.5)
+        model.partial_fit(X, y)
+    _assert_same(ours, theirs, X)
 
 
 def test_later_calls_shuffle_as_in_mlpclassifier():

@@ -225,6 +225,27 @@ def test_early_stopping_tracks_validation_and_stops_early():
     assert model.n_iter_ < 200
 
 
+@pytest.mark.parametrize("predict_mode", ["hashed", "topk"])
+def test_the_best_validation_score_is_the_fitted_models(digits, monkeypatch, predict_mode):
+    # validation used to predict through training's tables, last rebuilt at the
+    # previous rehash, while the fitted model rebuilds them from its final weights
+    from sklearn_hashdl import _classifier
+    split, original = [], _classifier.train_test_split
+
+    def recording_split(*arrays, **options):
+        split.append(original(*arrays, **options))
+        return split[-1]
+
+    monkeypatch.setattr(_classifier, "train_test_split", recording_split)
+    X, y = digits
+    model = quiet_fit(make(hidden_layer_sizes=(128,), K=6, L=10, selection="lsh",
+                           predict_mode=predict_mode, early_stopping=True, max_iter=8,
+                           n_iter_no_change=8), X, y)
+    X_val, y_val = split[0][1], split[0][3]
+    assert model.best_validation_score_ == model.score(X_val, y_val)
+    assert model.validation_scores_[-1] < 1  # not a trivial match
+
+
 def test_without_early_stopping_validation_attributes_are_none(digits):
     X, y = digits
     model = quiet_fit(make(), X, y)
@@ -446,6 +467,17 @@ def test_negative_sample_weight_is_refused(digits):
     weights[7] = -1.0
     with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
         make().fit(X, y, sample_weight=weights)
+
+
+def test_weights_summing_past_float32s_range_train_as_their_ratios(digits):
+    # a batch's 200 weights of 2e36 sum past float32's largest value (3.4e38):
+    # summed in float32, every gradient was 0 and the fit trained nothing
+    X, y = digits
+    plain = quiet_fit(make(alpha=0.0, sparsity=1.0), X, y)
+    huge = quiet_fit(make(alpha=0.0, sparsity=1.0), X, y, sample_weight=np.full(len(y), 2e36))
+    np.testing.assert_allclose(huge.loss_curve_, plain.loss_curve_, rtol=1e-5)
+    for a, b in zip(huge.coefs_, plain.coefs_):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])

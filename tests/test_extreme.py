@@ -140,6 +140,26 @@ def test_duplicate_csr_entries_train_like_their_sum():
     np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], atol=1e-6)
 
 
+@pytest.mark.parametrize("sparse_layers", ["hidden", "output"])
+def test_a_label_listed_twice_in_a_sparse_y_is_one_label(sparse_layers):
+    # softmax spreads a row's target over its labels: a duplicated entry once
+    # halved every target of its row
+    rng = np.random.RandomState(0)
+    X = rng.rand(200, 6)
+    Y = sp.csr_matrix((rng.rand(200, 4) < 0.4) | (np.arange(4) == 0))
+    Y_twice = sp.csr_matrix((np.repeat(Y.data, 2), np.repeat(Y.indices, 2), Y.indptr * 2),
+                            shape=Y.shape)
+    assert not Y_twice.has_canonical_format
+    params = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0, n_jobs=1,
+                  multilabel_loss="softmax", sparse_layers=sparse_layers, sparsity=0.5)
+    once = HashMLPClassifier(**params).fit(X, Y)
+    twice = HashMLPClassifier(**params).fit(X, Y_twice)
+    np.testing.assert_array_equal(twice.loss_curve_, once.loss_curve_)
+    for ours, theirs in zip(twice.coefs_, once.coefs_):
+        np.testing.assert_array_equal(ours, theirs)
+    assert Y_twice.nnz == 2 * Y.nnz  # the caller's matrix is left as it was
+
+
 def test_sparse_column_vector_target():
     X, y, _, _ = _many_classes(n_classes=10, rows_per_class=4)
     with pytest.warns(Warning, match="column-vector"):

@@ -204,6 +204,32 @@ def test_probes_past_every_bit_and_a_huge_rerank_factor_change_nothing():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("selection", ["exact", "random"])
+def test_K_and_L_change_nothing_without_tables(selection):
+    # no layer queries tables: L=10**9 once sized selection scratch by it (MemoryError)
+    from sklearn.datasets import load_digits
+
+    from sklearn_hashdl import HashMLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300] / 16, y[:300]
+    params = dict(hidden_layer_sizes=(32,), selection=selection, max_iter=2, n_jobs=1,
+                  random_state=0)
+    with pytest.warns(Warning):  # ConvergenceWarning
+        reference = HashMLPClassifier(**params).fit(X, y)
+    with pytest.warns(Warning):
+        huge = HashMLPClassifier(K=24, L=10**9, **params).fit(X, y)
+    for a, b in zip(reference.coefs_, huge.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_rehash_interval_beyond_float_range_never_rehashes():
+    from sklearn_hashdl._lsh import RehashSchedule
+
+    schedule = RehashSchedule(10**400, 1.1)  # float(10**400) overflows
+    assert not any(schedule.step() for _ in range(1000))
+
+
 def test_auto_selection_depends_on_layer_width():
     from sklearn_hashdl import HashMLPClassifier
     from sklearn_hashdl._classifier import AUTO_EXACT_MAX_WIDTH
