@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from ._lsh import content_keys, keep_top_k_rows
-from ._train import Workspace, forward_batch, input_width
+from ._train import Workspace, forward_batch, kernel_input
 
 # prediction works on row chunks of at most this many rows and about this many
 # values of the widest layer (32 MB of float64), whatever the number of classes
@@ -87,19 +87,26 @@ def logit_chunks(weights, biases, n_active, activation, X, mode="topk"):
 def hashed_logit_chunks(network, X):
     """Yield (first row, float64 output logits) with the training-time selection.
 
-    ``X`` is in the training layout (``_train.kernel_input``). The hidden layers
-    select as in training; every output is scored (a sparse output layer's
-    training selection is mostly random negatives).
+    ``X`` is validated input, dense or sparse; each chunk of it is brought to the
+    training layout (``_train.kernel_input``) on its own, so that float64 input
+    is never copied whole. The hidden layers select as in training; every
+    output is scored (a sparse output layer's training selection is mostly
+    random negatives).
     """
     network = network.with_dense_output()
+    if sp.issparse(X):
+        X = X.tocsr()
+        width = max(1, int(np.diff(X.indptr).max(initial=0)))  # at least any chunk's
+    else:
+        width = max(1, X.shape[1])
     n_rows = X.shape[0]
     chunk_rows = min(chunk_rows_for(network.layer_sizes[1:]), max(1, n_rows))
-    ws = Workspace(network, chunk_rows, input_width(X))
+    ws = Workspace(network, chunk_rows, width)
     keys = np.zeros(chunk_rows, np.uint64)
     for start in range(0, n_rows, chunk_rows):
-        rows = np.arange(start, min(start + chunk_rows, n_rows))
-        B = len(rows)
-        ws.load_inputs(X, rows)
+        chunk = kernel_input(X[start: start + chunk_rows])
+        B = chunk.shape[0]
+        ws.load_inputs(chunk, np.arange(B))
         content_keys(ws.ids[0][:B], ws.vals[0][:B].view(np.uint32), ws.cnt[0][:B], keys[:B])
         logits = forward_batch(network, ws, B, 0, keys[:B])[-1][1]
         yield start, logits.astype(np.float64)

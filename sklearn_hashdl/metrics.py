@@ -333,8 +333,9 @@ def _top_k_columns(S, k):
 def _weighted_mean(values, sample_weight):
     if sample_weight is None:
         return float(values.mean())
-    weight = column_or_1d(check_array(sample_weight, ensure_2d=False, dtype=np.float64,
-                                      input_name="sample_weight"))
+    weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
+    if weight.ndim != 1:  # as scikit-learn's metrics, no column vector either
+        raise ValueError(f"sample_weight must be 1-D, got an array of shape {weight.shape}.")
     if (weight < 0).any():
         raise ValueError("sample_weight must be non-negative.")
     total = weight.sum()

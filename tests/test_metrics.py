@@ -76,6 +76,11 @@ def test_sample_weight_by_hand():
     assert precision_at_k(Y_SMALL, S_SMALL, sample_weight=[0, 1, 0]) == 0.0
 
 
+def test_sample_weight_must_be_one_dimensional():
+    with pytest.raises(ValueError, match="1-D"):
+        precision_at_k(Y_SMALL, S_SMALL, sample_weight=[[1], [1], [1]])
+
+
 def test_integer_sample_weight_equals_repeated_rows():
     rng = np.random.default_rng(0)
     Y, S = random_problem(rng, 40, 12)

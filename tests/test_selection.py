@@ -304,6 +304,64 @@ def test_hashed_prediction_rebuilds_tables_only_when_the_model_changes(monkeypat
     np.testing.assert_array_equal(edited, uncached(model))
 
 
+def test_fingerprint_sees_a_layer_scaled_by_a_power_of_two():
+    # with multipliers 2i + 1, a 1024 x 1024 layer times 4 kept its fingerprint
+    # (each word grows by 2**24; the multipliers summed to 2**40), and the
+    # cached network predicted from the old tables
+    from sklearn_hashdl._kernels import fingerprint
+
+    W = np.random.RandomState(0).randn(1 << 20).astype(np.float32)
+    prints = {int(fingerprint((W * scale).view(np.uint32))) for scale in (1, 4, 0.25, 2, -1)}
+    assert len(prints) == 5
+    single = W.copy()
+    single[12345] = np.nextafter(single[12345], np.float32(np.inf))
+    assert fingerprint(single.view(np.uint32)) != fingerprint(W.view(np.uint32))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_hashed_prediction_converts_float64_input_a_chunk_at_a_time(sparse, monkeypatch):
+    # it once made a float32 copy of the whole input first (200k MNIST rows:
+    # 611 MB more at its peak than predict_mode='topk')
+    import scipy.sparse as sp
+
+    from sklearn_hashdl import HashMLPClassifier, _inference
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(5000, 30)
+    X[X < 0.5] = 0
+    y = rng.randint(0, 3, len(X))
+    if sparse:
+        X = sp.csr_matrix(X)
+    model = HashMLPClassifier((64,), selection="lsh", predict_mode="hashed", max_iter=1,
+                              random_state=0)
+    with pytest.warns(Warning):  # ConvergenceWarning
+        model.fit(X[:500], y[:500])
+    converted, convert = [], _inference.kernel_input
+    monkeypatch.setattr(_inference, "kernel_input", lambda X: converted.append(X.shape[0]) or convert(X))
+    proba = model.predict_proba(X)
+    assert sum(converted) == X.shape[0] and max(converted) <= _inference.MAX_CHUNK_ROWS
+    np.testing.assert_allclose(proba, model.predict_proba(X.astype(np.float32)), rtol=1e-6)
+
+
+def test_prediction_keeps_the_fits_active_counts_in_every_mode():
+    # 'hashed' once took a sparsity set after the fit, where 'topk' kept the fit's
+    from sklearn.datasets import load_digits
+
+    from sklearn_hashdl import HashMLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    model = HashMLPClassifier((64,), selection="exact", max_iter=2, random_state=0)
+    with pytest.warns(Warning):  # ConvergenceWarning
+        model.fit(X, y)
+    modes = ("topk", "hashed")
+    before = {mode: model.set_params(predict_mode=mode).predict_proba(X) for mode in modes}
+    model.set_params(sparsity=0.5)
+    for mode in modes:
+        np.testing.assert_array_equal(model.set_params(predict_mode=mode).predict_proba(X),
+                                      before[mode])
+
+
 def test_cached_prediction_network_is_dropped_by_fit_and_not_kept_for_mapped_models(tmp_path):
     import gc
     import weakref

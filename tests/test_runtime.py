@@ -1,0 +1,81 @@
+"""Guards around numba's threading layer (``_runtime``): forked processes and
+callers on several threads at once."""
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from sklearn_hashdl import HashMLPClassifier
+from sklearn_hashdl._runtime import threading_layer
+
+
+def _fit_and_score(seed):
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(200, 20).astype(np.float32), rng.randint(0, 3, 200)
+    model = HashMLPClassifier((64,), max_iter=1, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        model.fit(X, y)
+    return model.score(X, y)
+
+
+def _gnu_openmp():
+    if threading_layer() != "omp":
+        return False
+    from numba.np.ufunc import omppool
+
+    return omppool.openmp_vendor == "GNU"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is not available on this platform")
+def test_a_worker_forked_after_the_kernels_ran_fails_clearly_instead_of_hanging():
+    # GNU OpenMP's threads do not survive fork(): numba ended such a worker at its
+    # first parallel kernel, and the pool waited for its result forever
+    _fit_and_score(0)  # the kernels start their threads in this process
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(_fit_and_score, (1,))
+        if _gnu_openmp():
+            with pytest.raises(RuntimeError, match="'spawn' or 'forkserver'"):
+                result.get(timeout=120)
+        else:  # TBB and other OpenMP runtimes survive fork()
+            assert 0 <= result.get(timeout=120) <= 1
+
+
+def test_threads_share_the_workqueue_layer_one_call_at_a_time():
+    # numba's fallback layer ends the process when two threads launch kernels
+    # at once (a threaded grid search, predictions from a thread pool)
+    script = textwrap.dedent("""
+        import warnings
+        from concurrent.futures import ThreadPoolExecutor
+
+        import numba
+        import numpy as np
+
+        from sklearn_hashdl import HashMLPClassifier
+
+        warnings.simplefilter("ignore")
+        rng = np.random.RandomState(0)
+        X, y = rng.rand(300, 20).astype(np.float32), rng.randint(0, 3, 300)
+
+        def fit(seed):
+            return HashMLPClassifier((256,), selection="lsh", predict_mode="hashed", max_iter=2,
+                                     random_state=seed, n_jobs=2).fit(X, y)
+
+        with ThreadPoolExecutor(4) as pool:
+            models = list(pool.map(fit, range(4)))
+            together = list(pool.map(lambda model: model.predict_proba(X), models * 3))
+        alone = [model.predict_proba(X) for model in models * 3]
+        assert all(np.array_equal(a, b) for a, b in zip(together, alone))
+        print(numba.threading_layer())
+    """)
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue", "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "workqueue"
