@@ -28,13 +28,18 @@ from sklearn.preprocessing import normalize
 from sklearn_hashdl import HashMLPClassifier, make_precision_at_k_scorer, make_prototype_classification
 from sklearn_hashdl.compare import format_columns, measure_fit, warm_up
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+# the files each dataset needs, under the data folder
+FILES = {"20news": ["20newsgroups/20news_bydate_counts.npz"],
+         "bibtex": ["bibtex/bibtex_X.npz", "bibtex/bibtex_Y.npz"],
+         "delicious": ["delicious/delicious_X.npz", "delicious/delicious_Y.npz"],
+         "generated": []}
 
 
-def load(name, seed=0):
+def load(name, data, seed=0):
     """(X_train, y_train, X_test, y_test) as float32 CSR and labels or indicator matrices."""
     if name == "20news":
-        d = np.load(DATA / "20newsgroups" / "20news_bydate_counts.npz")
+        d = np.load(data / "20newsgroups" / "20news_bydate_counts.npz")
         n = int(d["n_features"])
         parts = []
         for part in ("train", "test"):
@@ -43,8 +48,8 @@ def load(name, seed=0):
             parts += [normalize(X.astype(np.float32)), d[f"y_{part}"].astype(np.int64)]
         return tuple(parts)
     if name in ("bibtex", "delicious"):
-        X = sp.load_npz(DATA / name / f"{name}_X.npz").astype(np.float32).tocsr()
-        Y = sp.load_npz(DATA / name / f"{name}_Y.npz").tocsr().astype(np.int64)
+        X = sp.load_npz(data / name / f"{name}_X.npz").astype(np.float32).tocsr()
+        Y = sp.load_npz(data / name / f"{name}_Y.npz").tocsr().astype(np.int64)
         X_train, X_test, Y_train, Y_test = train_test_split(X, Y, test_size=0.33, random_state=seed)
         return X_train, Y_train.toarray(), X_test, Y_test.toarray()
     if name == "generated":
@@ -116,7 +121,19 @@ def main():
     parser.add_argument("--datasets", default="20news,bibtex,delicious,generated")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--generated-epochs", type=int, default=4)
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data folder")
     args = parser.parse_args()
+    names = args.datasets.split(",")
+    unknown = [name for name in names if name not in FILES]
+    if unknown:
+        parser.error(f"unknown datasets {unknown}; choose among {sorted(FILES)}")
+    data = Path(args.data)
+    missing = [name for name in names if not all((data / f).exists() for f in FILES[name])]
+    for name in missing:
+        print(f"skipped {name}: {', '.join(FILES[name])} not found under {data}")
+    names = [name for name in names if name not in missing]
+    if not names:
+        return 0
     warm_up()
     settings = {  # hidden sizes, hashed configurations
         "20news": ((256,), [dict(sparsity=0.05), dict(sparsity=0.25), dict(sparsity=1.0)]),
@@ -131,8 +148,8 @@ def main():
                                dict(sparsity=0.01, sparse_layers="output"),
                                dict(sparsity=0.005, sparse_layers="output", selection="lsh_rerank")]),
     }
-    for name in args.datasets.split(","):
-        X_train, y_train, X_test, y_test = load(name)
+    for name in names:
+        X_train, y_train, X_test, y_test = load(name, data)
         hidden, configs = settings[name]
         epochs = args.generated_epochs if name == "generated" else args.epochs
         common = dict(hidden_layer_sizes=hidden, batch_size=128, learning_rate_init=1e-3,

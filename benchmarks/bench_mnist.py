@@ -102,6 +102,7 @@ def main(argv=None):
     rows = run(names, data, args.epochs, args.seed, selections, hash_params)
     print(format_rows(rows))
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(rows, indent=2))
     return 0
 

@@ -28,7 +28,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_hashdl import HashMLPClassifier
-from sklearn_hashdl.compare import timed
+from sklearn_hashdl.compare import timed, warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 TABULAR = ["letter", "shuttle", "connect_4", "fars", "sleep", "kddcup"]
@@ -94,6 +94,7 @@ def main(argv=None):
     hidden = tuple(int(h) for h in args.hidden.split(","))
     common = dict(hidden_layer_sizes=hidden, max_iter=args.epochs, batch_size=128, random_state=0)
     print(f"hidden {hidden}, {args.epochs} epochs, batch 128")
+    warm_up()  # the kernels are compiled or loaded before anything is timed
     for name in args.sets.split(","):
         loaded = load_set(Path(args.data), name, args.max_rows)
         if loaded is None:

@@ -8,6 +8,7 @@ case points NUMBA_CACHE_DIR at an empty folder; the warm case reuses it.
     python benchmarks/bench_startup.py
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -37,7 +38,8 @@ def run_child(cache_dir):
     return [float(v) for v in out]
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     with tempfile.TemporaryDirectory() as cache_dir:
         for label in ("cold cache", "warm cache"):
             imports, first, second = run_child(cache_dir)

@@ -4,17 +4,17 @@
     python benchmarks/plot_selection_study.py benchmarks/results/study_selection.json docs/selection_front.png
 """
 
+import argparse
 import json
-import sys
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
 
 
 def plot(results, path):
+    import matplotlib  # needs the "examples" extra: pip install -e ".[examples]"
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
     configs = list(results)
     n_cols = 2
     n_rows = (len(configs) + 1) // n_cols
@@ -42,6 +42,15 @@ def plot(results, path):
     fig.savefig(path, dpi=130)
 
 
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", help="study_selection.py's JSON output")
+    parser.add_argument("image", help="where to write the plot (PNG)")
+    args = parser.parse_args(argv)
+    with open(args.results) as f:
+        plot(json.load(f), args.image)
+    return 0
+
+
 if __name__ == "__main__":
-    with open(sys.argv[1]) as f:
-        plot(json.load(f), sys.argv[2])
+    raise SystemExit(main())

@@ -111,6 +111,7 @@ def main(argv=None):
         print(format_rows(rows), flush=True)
         results[config] = rows
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
     return 0
 

@@ -20,6 +20,7 @@ Python::
 
 import argparse
 import multiprocessing
+import os
 import time
 import tracemalloc
 import warnings
@@ -31,7 +32,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
 from ._blocks import MIN_BLOCK_WIDTH, machine_cores
-from ._classifier import HashMLPClassifier
+from ._classifier import AUTO_EXACT_MAX_WIDTH, HashMLPClassifier
 
 
 def load_dataset(name="digits", npz=None, openml=None, max_train_rows=None, seed=0):
@@ -222,6 +223,20 @@ def format_table(rows):
     ])
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _sizes(text):
+    try:
+        return tuple(_positive_int(size) for size in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of sizes") from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m sklearn_hashdl.compare",
@@ -229,28 +244,38 @@ def main(argv=None):
     parser.add_argument("--dataset", default="digits", choices=["digits", "synthetic"])
     parser.add_argument("--npz", help="npz file with X_train, y_train, X_test, y_test")
     parser.add_argument("--openml", help="an OpenML dataset name (needs a network)")
-    parser.add_argument("--hidden", default="1000", help="hidden sizes, e.g. 1000,1000,1000")
+    parser.add_argument("--hidden", default=(1000,), type=_sizes, help="hidden sizes, e.g. 1000,1000,1000")
     parser.add_argument("--K", type=int, default=6, help="hash bits per table")
     parser.add_argument("--L", type=int, default=10, help="hash tables per layer")
     parser.add_argument("--sparsity", type=float, default=0.05)
-    parser.add_argument("--selection", default=None,
-                        help="lsh, lsh_rerank, exact or random (default: the estimator's)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--selection", default=None, choices=["auto", "lsh", "lsh_rerank", "exact", "random"],
+                        help="default: the estimator's")
+    parser.add_argument("--epochs", type=_positive_int, default=20)
+    parser.add_argument("--batch-size", type=_positive_int, default=128)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-train-rows", type=int, default=None)
+    parser.add_argument("--max-train-rows", type=_positive_int, default=None)
     args = parser.parse_args(argv)
+    if args.npz is not None and not os.path.exists(args.npz):
+        parser.error(f"--npz: no file {args.npz}")
+    hidden = args.hidden
+    extra = {} if args.selection is None else {"selection": args.selection}
+    try:  # bad settings are reported before anything is loaded or compiled
+        HashMLPClassifier(hidden, K=args.K, L=args.L, sparsity=args.sparsity,
+                          learning_rate_init=args.learning_rate, **extra)._validate_params()
+    except ValueError as error:
+        parser.error(str(error))
 
     X_train, y_train, X_test, y_test = load_dataset(
         args.dataset, npz=args.npz, openml=args.openml, max_train_rows=args.max_train_rows,
         seed=args.seed)
-    hidden = tuple(int(h) for h in args.hidden.split(","))
-    extra = {} if args.selection is None else {"selection": args.selection}
     source = args.npz or args.openml or args.dataset
     print(f"dataset {source}: train {X_train.shape}, test {X_test.shape}, "
           f"{len(np.unique(y_train))} classes")
-    print(f"hidden {hidden}, sparsity {args.sparsity}, K={args.K}, L={args.L}, "
+    hashed = args.selection in ("lsh", "lsh_rerank") or (
+        args.selection in (None, "auto") and max(hidden) > AUTO_EXACT_MAX_WIDTH)
+    hashing = f", K={args.K}, L={args.L}" if hashed else ""
+    print(f"hidden {hidden}, sparsity {args.sparsity}{hashing}, "
           f"{args.epochs} epochs, batch {args.batch_size}, Adam lr {args.learning_rate}, "
           f"seed {args.seed} (kernels compiled before timing)\n")
     rows = compare(X_train, y_train, X_test, y_test, hidden_layer_sizes=hidden, K=args.K,

@@ -38,6 +38,20 @@ def test_compare_command_line(capsys):
     assert "MLPClassifier" in out and "train (500, 100)" in out
 
 
+@pytest.mark.parametrize("argument, message", [
+    (["--hidden", "10,abc"], "comma-separated list of sizes"),
+    (["--max-train-rows", "-5"], "not a positive integer"),
+    (["--selection", "foo"], "invalid choice"),
+    (["--npz", "no-such-file.npz"], "no file"),
+    (["--sparsity", "2"], "sparsity"),
+])
+def test_compare_command_line_refuses_bad_arguments_before_any_work(argument, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argument)
+    assert exit_.value.code == 2  # argparse's usage error
+    assert message in capsys.readouterr().err
+
+
 def test_selection_recall_brackets_the_references():
     X_train, y_train, X_test, _ = load_dataset("digits")
     recalls = {}
