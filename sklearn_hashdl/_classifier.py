@@ -25,6 +25,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _kernels
+from ._blocks import machine_cores
 from ._inference import as_float_input, hashed_logit_chunks, logit_chunks, output_probabilities
 from ._lsh import (
     SELECT_EXACT,
@@ -120,8 +121,10 @@ def _numba_threads(n_jobs, work_per_batch):
 
 
 def _asynchronous_workers(asynchronous):
-    """Threads for asynchronous training (1: train synchronously)."""
-    n_threads = numba.get_num_threads()
+    """Threads for asynchronous training (1: train synchronously): no more than the
+    cores, as a worker descheduled mid-batch later applies a stale step (8 workers
+    on 2 cores: 3 x 1000 on MNIST 0.41-0.82 accurate against 0.86)."""
+    n_threads = min(numba.get_num_threads(), machine_cores())
     if not asynchronous or n_threads == 1:
         return 1
     layer = threading_layer()
@@ -147,7 +150,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     backward pass and the optimizer step touch only those neurons. Exact scoring
     reads every neuron's weights for each active input, so the multiply-adds of
     a fit (``flop_fraction_``) fall well short of the ``sparsity`` fraction of
-    dense training's (digits, one layer of 1000 at 0.05: 0.23), while hashing
+    dense training's (digits scaled to [0, 1], one layer of 1000 at 0.05: 0.23), while hashing
     comes closer to it. With many
     classes the output layer is hashed too (``sparse_layers``): each sample
     trains its true labels plus the selected outputs, under a softmax over that
@@ -255,9 +258,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         by OMP_NUM_THREADS when set), or one thread when a batch is too small for
         threads to pay; -1 uses every core. Results do not depend on it, unless
         ``asynchronous``. (Exactly scored layers are split into one block of
-        neurons per core of the machine, so machines with different numbers of
-        cores give results that differ in the last bits; see
-        docs/how_it_works.md.)
+        neurons per core the process may use, which changes the last bits of
+        the sums: so a different core count gives a different fit, in deep
+        networks as different as another seed's; see docs/how_it_works.md.)
     asynchronous : bool, default=False
         With more than one thread, train that many batches at once, each thread
         updating the shared weights without locks (HOGWILD!, as in the paper)
@@ -484,6 +487,11 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y.toarray() if sp.issparse(y) else y, warn=True)
+        if (y.ndim == 2 and y.dtype.kind in "ui" and y.dtype.itemsize < 8
+                and type_of_target(y) == "multilabel-indicator"):
+            # scikit-learn's LabelBinarizer (1.9) moves the labels of a uint8
+            # indicator past column 255 (Delicious' 983 labels): bool keeps them
+            y = y.astype(bool)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
@@ -865,11 +873,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             layer_sizes = network.layer_sizes
         mode = self._resolved_predict_mode(layer_sizes)
         if mode == "hashed":
-            if network is None:
-                network = self._prediction_network(layer_sizes)
-            else:  # validation scores the tables the fitted model will have
-                network = network.with_current_tables()
-            chunks = hashed_logit_chunks(network, X)
+            chunks = self._hashed_logit_chunks(X, layer_sizes, network)
         else:
             if network is None:
                 weights = [np.asarray(c, dtype=np.float32) for c in self.coefs_]
@@ -882,6 +886,16 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                                   as_float_input(X, dtype), mode)
         for start, logits in chunks:
             yield start, output_probabilities(logits, self.out_activation_ == "softmax")
+
+    def _hashed_logit_chunks(self, X, layer_sizes, network):
+        """``hashed_logit_chunks`` through the fitted model's tables, or in validation
+        through the training network's weights; its kernels run in parallel."""
+        with kernels_ready():
+            if network is None:
+                network = self._prediction_network(layer_sizes)
+            else:  # validation scores the tables the fitted model will have
+                network = network.with_current_tables()
+            yield from hashed_logit_chunks(network, X)
 
     def _labels_from_probabilities(self, probabilities):
         if self.n_outputs_ == 1:
@@ -914,23 +928,20 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Predict class labels (or label-indicator rows for multilabel targets)."""
-        X = self._validate_for_predict(X)
-        with kernels_ready():
-            return self._predict_validated(X)
+        return self._predict_validated(self._validate_for_predict(X))
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``."""
         X = self._validate_for_predict(X)
         # float32 input gives float32 probabilities, as MLPClassifier fitted on it
         out = np.empty((X.shape[0], max(2, self.n_outputs_)), dtype=X.dtype)
-        with kernels_ready():
-            for start, probabilities in self._probability_chunks(X):
-                rows = slice(start, start + probabilities.shape[0])
-                if self.n_outputs_ == 1:
-                    out[rows, 0] = 1 - probabilities[:, 0]
-                    out[rows, 1] = probabilities[:, 0]
-                else:
-                    out[rows] = probabilities
+        for start, probabilities in self._probability_chunks(X):
+            rows = slice(start, start + probabilities.shape[0])
+            if self.n_outputs_ == 1:
+                out[rows, 0] = 1 - probabilities[:, 0]
+                out[rows, 1] = probabilities[:, 0]
+            else:
+                out[rows] = probabilities
         return out
 
     def predict_log_proba(self, X):

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _lsh
 from ._inference import as_float_input
+from ._runtime import kernels_ready
 from ._train import Workspace, compute_layer, input_width, kernel_input, select_layer
 
 
@@ -23,7 +24,11 @@ def selection_recall(estimator, X, max_rows=1024, seed=0):
     """
     check_is_fitted(estimator)
     X = validate_data(estimator, X, accept_sparse=["csr", "csc"], reset=False)
-    X = as_float_input(X[:max_rows], np.float32)
+    with kernels_ready():
+        return _recalls(estimator, as_float_input(X[:max_rows], np.float32), seed)
+
+
+def _recalls(estimator, X, seed):
     layer_sizes = [X.shape[1]] + [c.shape[1] for c in estimator.coefs_]
     network = estimator._load_network(layer_sizes, check_random_state(seed), fresh_weights=False)
     n_rows = X.shape[0]

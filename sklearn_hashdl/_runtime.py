@@ -5,7 +5,8 @@
   start method, for instance), the first parallel kernel ends the process
   ("Terminating: fork() called from a process already using GNU OpenMP"), and a
   pool then waits forever for its result. ``kernels_ready`` raises a clear error
-  there instead.
+  there instead (fitting, and prediction through the hash tables; 'topk'
+  prediction runs no parallel kernel and still works there).
 - numba's fallback layer 'workqueue' (when neither OpenMP nor TBB is found) ends
   the process when two threads launch kernels at once (threaded grid searches,
   predictions from a thread pool). ``kernels_ready`` then lets one caller in at a
@@ -34,7 +35,9 @@ def _started_layer():
 
 
 def _note_fork():
-    global _forked_from_gnu_openmp
+    global _forked_from_gnu_openmp, _workqueue_lock, _starting_lock
+    # a lock held by a thread of the parent would stay held in the child for good
+    _workqueue_lock, _starting_lock = threading.RLock(), threading.Lock()
     if _started_layer() == "omp":
         from numba.np.ufunc import omppool
 
@@ -53,14 +56,19 @@ def threading_layer():
         from ._kernels import transpose_into
 
         with _starting_lock:  # two threads starting it at once would be concurrent access
-            transpose_into(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
+            if _started_layer() is None:  # not started by the thread we waited for
+                transpose_into(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
         layer = numba.threading_layer()
     return layer
 
 
 @contextlib.contextmanager
 def kernels_ready():
-    """Run the enclosed kernels, or raise RuntimeError where they cannot run."""
+    """Run the enclosed parallel kernels, or raise RuntimeError where they cannot run.
+
+    Only code that launches parallel kernels needs it: prediction in 'topk' and
+    'dense' modes (BLAS, and serial kernels) runs anywhere, forked workers included.
+    """
     if _forked_from_gnu_openmp:
         raise RuntimeError(
             "This process was forked from one that had already run sklearn_hashdl's "

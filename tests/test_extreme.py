@@ -160,6 +160,26 @@ def test_a_label_listed_twice_in_a_sparse_y_is_one_label(sparse_layers):
     assert Y_twice.nnz == 2 * Y.nnz  # the caller's matrix is left as it was
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_uint8_indicator_of_many_labels_trains_as_int64(sparse):
+    # scikit-learn's LabelBinarizer moved a uint8 indicator's labels past column
+    # 255 (the Delicious files store 983 labels as uint8): P@1 0.02 against 0.52
+    rng = np.random.RandomState(0)
+    X = rng.rand(300, 10)
+    Y = (rng.rand(300, 300) < 0.05).astype(np.uint8)
+    if sparse:
+        Y = sp.csr_matrix(Y)
+    params = dict(hidden_layer_sizes=(16,), max_iter=2, random_state=0, n_jobs=1)
+    small = HashMLPClassifier(**params).fit(X, Y)
+    wide = HashMLPClassifier(**params).fit(X, Y.astype(np.int64))
+    for a, b in zip(small.coefs_, wide.coefs_):
+        np.testing.assert_array_equal(a, b)
+    labels = np.arange(Y.shape[1])
+    partial = HashMLPClassifier(**params).partial_fit(X, Y, classes=labels)
+    np.testing.assert_array_equal(partial.coefs_[-1], HashMLPClassifier(**params).partial_fit(
+        X, Y.astype(np.int64), classes=labels).coefs_[-1])
+
+
 def test_sparse_column_vector_target():
     X, y, _, _ = _many_classes(n_classes=10, rows_per_class=4)
     with pytest.warns(Warning, match="column-vector"):

@@ -25,6 +25,10 @@ def _fit_and_score(seed):
     return model.score(X, y)
 
 
+def _predict(model, X):
+    return model.predict(X)
+
+
 def _gnu_openmp():
     if threading_layer() != "omp":
         return False
@@ -38,13 +42,25 @@ def test_a_worker_forked_after_the_kernels_ran_fails_clearly_instead_of_hanging(
     # GNU OpenMP's threads do not survive fork(): numba ended such a worker at its
     # first parallel kernel, and the pool waited for its result forever
     _fit_and_score(0)  # the kernels start their threads in this process
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(200, 20).astype(np.float32), rng.randint(0, 3, 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        topk = HashMLPClassifier((64,), max_iter=1, random_state=0).fit(X, y)
+        hashed = HashMLPClassifier((64,), selection="lsh", predict_mode="hashed", max_iter=1,
+                                   random_state=0).fit(X, y)
     with multiprocessing.get_context("fork").Pool(1) as pool:
-        result = pool.apply_async(_fit_and_score, (1,))
+        fitted = pool.apply_async(_fit_and_score, (1,))
+        through_tables = pool.apply_async(_predict, (hashed, X))
+        # 'topk' prediction runs BLAS and serial kernels only: it works anywhere
+        np.testing.assert_array_equal(pool.apply(_predict, (topk, X)), topk.predict(X))
         if _gnu_openmp():
-            with pytest.raises(RuntimeError, match="'spawn' or 'forkserver'"):
-                result.get(timeout=120)
+            for result in (fitted, through_tables):
+                with pytest.raises(RuntimeError, match="'spawn' or 'forkserver'"):
+                    result.get(timeout=120)
         else:  # TBB and other OpenMP runtimes survive fork()
-            assert 0 <= result.get(timeout=120) <= 1
+            assert 0 <= fitted.get(timeout=120) <= 1
+            np.testing.assert_array_equal(through_tables.get(timeout=120), hashed.predict(X))
 
 
 def test_threads_share_the_workqueue_layer_one_call_at_a_time():
@@ -79,3 +95,38 @@ def test_threads_share_the_workqueue_layer_one_call_at_a_time():
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "workqueue"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is not available on this platform")
+def test_a_process_forked_while_another_thread_fits_can_fit_under_workqueue():
+    # workqueue survives fork(), but the child once inherited the turn-taking
+    # lock held by the parent's fitting thread, and waited for it forever
+    script = textwrap.dedent("""
+        import multiprocessing, threading, time, warnings
+
+        import numpy as np
+
+        from sklearn_hashdl import HashMLPClassifier
+
+        warnings.simplefilter("ignore")
+        rng = np.random.RandomState(0)
+        X, y = rng.rand(20000, 50).astype(np.float32), rng.randint(0, 3, 20000)
+
+        def fit(rows):
+            HashMLPClassifier((256,), max_iter=1, batch_size=32, random_state=0).fit(X[:rows], y[:rows])
+
+        fit(100)  # the layer starts
+        busy = threading.Thread(target=fit, args=(20000,))
+        busy.start()
+        time.sleep(0.5)  # the busy thread holds the lock
+        child = multiprocessing.get_context("fork").Process(target=fit, args=(100,), daemon=True)
+        child.start()
+        child.join(120)
+        busy.join()
+        print(child.exitcode)
+    """)
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue", "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "0"
