@@ -37,6 +37,15 @@ def _gnu_openmp():
     return omppool.openmp_vendor == "GNU"
 
 
+def _run_under_workqueue(script):
+    """Run a Python script on numba's 'workqueue' layer with two threads; its output."""
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue", "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is not available on this platform")
 def test_a_worker_forked_after_the_kernels_ran_fails_clearly_instead_of_hanging():
     # GNU OpenMP's threads do not survive fork(): numba ended such a worker at its
@@ -90,11 +99,7 @@ def test_threads_share_the_workqueue_layer_one_call_at_a_time():
         assert all(np.array_equal(a, b) for a, b in zip(together, alone))
         print(numba.threading_layer())
     """)
-    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue", "NUMBA_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "workqueue"
+    assert _run_under_workqueue(script) == "workqueue"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is not available on this platform")
@@ -125,8 +130,4 @@ def test_a_process_forked_while_another_thread_fits_can_fit_under_workqueue():
         busy.join()
         print(child.exitcode)
     """)
-    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue", "NUMBA_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "0"
+    assert _run_under_workqueue(script) == "0"
