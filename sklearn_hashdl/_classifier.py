@@ -243,7 +243,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         Each rebuild multiplies the interval by this factor.
     predict_mode : {'topk', 'hashed', 'dense', 'auto'}, default='topk'
         'topk' keeps each hidden layer's ``ceil(sparsity * n)`` largest
-        activations per row, computed exactly and densely; 'dense' keeps all;
+        activations per row, computed exactly and densely; 'dense' keeps all
+        (a network trained sparsely never saw that, and scores worse);
         'hashed' picks them as training did (the fit's counts, selection
         strategy and hash tables, rebuilt from the final weights; a K or L set
         after the fit draws new tables), which suits models trained with
