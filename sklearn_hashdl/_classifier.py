@@ -149,14 +149,13 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     their pre-activations, scored over the sample's active inputs. Forward pass,
     backward pass and the optimizer step touch only those neurons. Exact scoring
     reads every neuron's weights for each active input, so the multiply-adds of
-    a fit (``flop_fraction_``) fall well short of the ``sparsity`` fraction of
-    dense training's (digits scaled to [0, 1], one layer of 1000 at 0.05: 0.23), while hashing
-    comes closer to it. With many
-    classes the output layer is hashed too (``sparse_layers``): each sample
-    trains its true labels plus the selected outputs, under a softmax over that
-    active set. Prediction keeps each hidden layer's ``k`` largest activations
-    per row (``predict_mode='topk'``), as the net was trained, and scores every
-    output.
+    a fit (``flop_fraction_``) are well above the ``sparsity`` fraction of dense
+    training's (digits scaled to [0, 1], one layer of 1000 at 0.05: 0.23);
+    hashing comes closer to it. With many classes the output layer is hashed
+    too (``sparse_layers``): each sample trains its true labels plus the
+    selected outputs, under a softmax over that active set. Prediction keeps
+    each hidden layer's ``k`` largest activations per row
+    (``predict_mode='topk'``), as the net was trained, and scores every output.
 
     Parameters shared with :class:`~sklearn.neural_network.MLPClassifier` have
     its names, defaults and meaning; ``solver='lbfgs'`` is not available.
