@@ -880,7 +880,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                 biases, n_active = self.intercepts_, self._n_active
             else:
                 weights, biases, n_active = network.weights, network.biases, network.n_active
-            # float64 input is predicted in float64, as MLPClassifier does
+            # float64 input is predicted in float64, as MLPClassifier does (but for
+            # the first layer of sparse input, see logit_chunks)
             dtype = np.float64 if X.dtype == np.float64 else np.float32
             chunks = logit_chunks(weights, biases, n_active, self.activation,
                                   as_float_input(X, dtype), mode)
