@@ -865,6 +865,15 @@ def _bias_gradient(out_ids, out_cnt, out_delta, grad, mark, cols):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def _adam_constants(beta_1, beta_2):
+    """float32 (beta_1, beta_2, 1 - beta_1, 1 - beta_2), each complement taken before
+    rounding, as sklearn's float32 arrays times Python floats round them:
+    1 - float32(0.999) is 1.3e-5 off 0.001, and the steps drifted from MLPClassifier's."""
+    return (np.float32(beta_1), np.float32(beta_2), np.float32(1.0 - beta_1),
+            np.float32(1.0 - beta_2))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _adam_rule(w, m, v, g, step_size, beta_1, beta_2, keep_1, keep_2, epsilon):
     """One entry's Adam step: new (w, m, v) from the old ones and gradient g."""
     m_new = beta_1 * m + keep_1 * g
@@ -877,8 +886,7 @@ def _adam_apply(w, m, v, grad, mark, cols, n_cols, first, stop, l2, step_size, b
                 epsilon):
     """sklearn's Adam rule on the marked entries, listed in ``cols[:n_cols]``
     (unlisted when n_cols is -1, and all in columns [first, stop)); clears the scratch."""
-    # float32 constants: "1 - beta_1" alone would compute in float64
-    keep_1, keep_2 = np.float32(1) - beta_1, np.float32(1) - beta_2
+    b1, b2, keep_1, keep_2 = _adam_constants(beta_1, beta_2)
     if n_cols < 0 or n_cols * DENSE_ROW_FRACTION > w.shape[0]:
         # the whole row, keeping unmarked entries by a select rather than a
         # branch, so that the loop is vectorised. The old values are loaded
@@ -892,7 +900,7 @@ def _adam_apply(w, m, v, grad, mark, cols, n_cols, first, stop, l2, step_size, b
             j = np.uint64(first + k)  # unsigned: vectorised (see _weight_row_gradient)
             w_old, m_old, v_old = w[j], m[j], v[j]
             w_new, m_new, v_new = _adam_rule(w_old, m_old, v_old, grad[j] + l2 * w_old,
-                                             step_size, beta_1, beta_2, keep_1, keep_2, epsilon)
+                                             step_size, b1, b2, keep_1, keep_2, epsilon)
             touched = mark[j] != 0
             grad[j] = 0
             mark[j] = 0
@@ -903,7 +911,7 @@ def _adam_apply(w, m, v, grad, mark, cols, n_cols, first, stop, l2, step_size, b
     for c in range(n_cols):
         j = cols[c]
         w[j], m[j], v[j] = _adam_rule(w[j], m[j], v[j], grad[j] + l2 * w[j], step_size,
-                                      beta_1, beta_2, keep_1, keep_2, epsilon)
+                                      b1, b2, keep_1, keep_2, epsilon)
         grad[j] = 0
         mark[j] = 0
 
@@ -957,12 +965,12 @@ def _adam_union(w, m, v, n_union, compact, tid, l2, step_size, beta_1, beta_2, e
     arithmetic as ``_adam_apply``, entry by entry, so results do not depend on
     the way chosen."""
     union_ids, acc_grad, acc_bits = compact[1], compact[4][tid], compact[5][tid]
-    keep_1, keep_2 = np.float32(1) - beta_1, np.float32(1) - beta_2
+    b1, b2, keep_1, keep_2 = _adam_constants(beta_1, beta_2)
     for u in range(n_union):
         j = union_ids[u]
         w_old, m_old, v_old = w[j], m[j], v[j]
         w_new, m_new, v_new = _adam_rule(w_old, m_old, v_old, acc_grad[u] + l2 * w_old, step_size,
-                                         beta_1, beta_2, keep_1, keep_2, epsilon)
+                                         b1, b2, keep_1, keep_2, epsilon)
         touched = _union_touched(acc_bits, u) != 0  # a select, not a branch
         m[j] = m_new if touched else m_old
         v[j] = v_new if touched else v_old

@@ -24,7 +24,9 @@ class SparseOptimizer:
         self.state = state
         # the rule's constants as the kernels take them, made once (not per batch)
         if self.solver == "adam":
-            self._constants = tuple(np.float32(params[name]) for name in ("beta_1", "beta_2", "epsilon"))
+            # the betas as float64: the kernels take their complements before rounding
+            self._constants = (float(params["beta_1"]), float(params["beta_2"]),
+                               np.float32(params["epsilon"]))
         else:
             self._constants = (np.float32(params["momentum"]), bool(params["nesterovs_momentum"]))
 
