@@ -22,7 +22,11 @@ other placements about 300 ns or 400-1100 ns (the guest cannot tell which host
 cores it got), and two threads that share the weights then gain less. Each
 repeat's line shows the slower round trip measured around its two-thread
 timings; the summary gives the fastest repeats overall and those with both
-cores near (under NEAR_NS), with how many there were.
+cores near (under NEAR_NS), with how many there were. The last two columns
+give, for the one-thread fit and the synchronous two-thread fit, the seconds
+the host stole from the virtual CPUs and the CPU seconds of other processes on
+this machine (``host_load.py``): a two-thread fit waits for its slower thread
+at every batch, so steal on either CPU slows it.
 
     python benchmarks/bench_threads.py
     python benchmarks/bench_threads.py --train-rows 60000 --epochs 1 --repeats 3
@@ -41,6 +45,7 @@ from sklearn_hashdl.compare import concurrent_fit_seconds, load_dataset, timed, 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core_latency import round_trip_ns  # noqa: E402
+from host_load import HostLoad  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 CONFIGS = [((1000, 1000, 1000), 0.05, "auto"), ((4096,), 0.02, "lsh"), ((16384,), 0.02, "lsh")]
@@ -84,18 +89,19 @@ def main(argv=None):
           "s/epoch, speed-ups against 1 thread")
     header = (f"{'1 thread':>8s} {'2 sync':>7s} {'speed-up':>8s} {'2 async':>7s} {'speed-up':>8s} "
               f"{'2 processes':>11s}")
-    print(f"{'network':28s} {header}  round trip  accuracy sync/async")
+    print(f"{'network':28s} {header}  round trip  accuracy sync/async  steal s  others s")
     summary = []
     for config in configs:
         hidden, sparsity, selection = config
         label = f"{hidden} {sparsity} {selection}"
         repeats, weights, accuracy = [], {}, {}
         for _ in range(args.repeats):
-            seconds, far_ns = {}, 0.0
+            seconds, far_ns, load = {}, 0.0, {}
             for name, n_jobs, asynchronous in (("1", 1, False), ("sync", 2, False), ("async", 2, True)):
                 model = HashMLPClassifier(**model_params(config, args.epochs, n_jobs, asynchronous))
                 before = round_trip_ns() if n_jobs == 2 else 0.0
-                _, fit_seconds = timed(model.fit, X, y)
+                with HostLoad() as load[name]:
+                    _, fit_seconds = timed(model.fit, X, y)
                 if n_jobs == 2:
                     # not measured (NaN) counts as far
                     far_ns = max(far_ns, *(np.inf if np.isnan(ns) else ns
@@ -108,7 +114,9 @@ def main(argv=None):
             same = all(np.array_equal(a, b) for a, b in zip(weights["1"], weights["sync"]))
             repeats.append((seconds, far_ns))
             print(f"{label:28s} {_row(seconds)} {far_ns:7.0f} ns  "
-                  f"{accuracy['sync']:.4f}/{accuracy['async']:.4f}"
+                  f"{accuracy['sync']:.4f}/{accuracy['async']:.4f}  "
+                  f"{load['1'].steal_seconds:4.2f}/{load['sync'].steal_seconds:4.2f}  "
+                  f"{load['1'].other_seconds:4.2f}/{load['sync'].other_seconds:4.2f}"
                   + ("" if same else "  (weights differ!)"), flush=True)
         near = [seconds for seconds, far_ns in repeats if far_ns < NEAR_NS]
         summary.append((label, [seconds for seconds, _ in repeats], near))

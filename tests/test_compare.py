@@ -107,7 +107,7 @@ def test_bench_speed_threads_and_kernel_profiles_run_short_on_real_data(capsys):
     out = capsys.readouterr().out
     assert "(16384,) 0.02 lsh" in out and "weights differ" not in out
     assert "2 async" in out and "2 processes" in out
-    assert "round trip" in out and " ns " in out and "near" in out
+    assert "round trip" in out and " ns " in out and "near" in out and "steal s" in out
     assert threads.main(["--train-rows", "300", "--epochs", "1", "--repeats", "1", "--hidden", "4096"]) == 0
     out = capsys.readouterr().out
     assert "(4096,) 0.02 lsh" in out and "(16384,)" not in out and "(1000, 1000, 1000)" not in out
@@ -299,3 +299,27 @@ def test_warm_up_readies_the_column_block_kernels():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[-2] == "[1, 1, 1, 1]"
+
+
+def test_host_load_counts_other_processes_cpu_time_not_its_own(monkeypatch):
+    host_load = _load_benchmark("host_load")
+    if host_load._machine_ticks() is None:
+        pytest.skip("needs Linux's /proc/stat")
+    burn = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass"
+    with host_load.HostLoad() as load:
+        subprocess.run([sys.executable, "-c", burn], check=True)
+    assert 0.4 < load.other_seconds < 5 and load.steal_seconds >= 0
+    # the machine was busy 2 s and stolen from 0.5 s, of which this process used 1.5 s
+    ticks = iter([(1000, 50), (1000 + 2 * host_load._TICKS_PER_SECOND,
+                                50 + host_load._TICKS_PER_SECOND // 2)])
+    own = iter([10.0, 11.5])
+    monkeypatch.setattr(host_load, "_machine_ticks", lambda: next(ticks))
+    monkeypatch.setattr(host_load, "_own_cpu_seconds", lambda: next(own))
+    with host_load.HostLoad() as load:
+        pass
+    assert load.other_seconds == pytest.approx(0.5) and load.steal_seconds == pytest.approx(0.5)
+    monkeypatch.undo()
+    monkeypatch.setattr(host_load, "_machine_ticks", lambda: None)  # not Linux
+    with host_load.HostLoad() as load:
+        pass
+    assert np.isnan(load.steal_seconds) and np.isnan(load.other_seconds)
