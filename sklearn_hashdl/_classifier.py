@@ -34,6 +34,7 @@ from ._lsh import (
     SELECT_RANDOM,
     SELECTION_MODES,
     RehashSchedule,
+    table_shapes,
 )
 from ._network import Network, active_counts, glorot_init
 from ._optim import SparseOptimizer
@@ -83,6 +84,17 @@ def _same_key(held, key):
     (held_arrays, held_params, held_prints), (arrays, params, prints) = held, key
     return (len(held_arrays) == len(arrays) and all(a is b for a, b in zip(held_arrays, arrays))
             and held_params == params and held_prints == prints)
+
+
+def _tables_fit(saved, i, layer_sizes, K, L, mips):
+    """Were layer i's saved hash tables made for these sizes, K and L? (Only
+    K * L would match K=6, L=10 after a set_params(K=5, L=12), whose kernels
+    would then read and write past the saved tables.)"""
+    planes = saved["hyperplanes"][i]
+    if planes is None or planes.shape != (layer_sizes[i] + 1 + int(mips), K * L):
+        return False
+    offsets_shape, ids_shape = table_shapes(layer_sizes[i + 1], K, L)
+    return saved["offsets"][i].shape == offsets_shape and saved["neuron_ids"][i].shape == ids_shape
 
 
 def _writeable_float32(a):
@@ -210,8 +222,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         MLPClassifier. 'softmax': one softmax over the labels with the target
         spread evenly over a sample's true labels (as SLIDE trains extreme
         multilabel sets); ``predict_proba`` rows then sum to 1 and rank the
-        labels, and ``predict`` returns the labels at least half as probable as
-        the row's most probable one (strictly more than half, and the top one).
+        labels, and ``predict`` returns the labels more than half as probable as
+        the row's most probable one (so always that one).
     hash_function : {'srp', 'srp_mips'}, default='srp'
         Signed random projections of ``[w, b]`` against ``[x, 1]`` (cosine), or
         with the asymmetric MIPS transform applied to the neurons first.
@@ -629,14 +641,11 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             hyperplanes=[None] * n_layers, offsets=[None] * n_layers, neuron_ids=[None] * n_layers,
         )
         saved = getattr(self, "_hash_state", None)
-        network.rehash_flops = 0
         for i in range(n_layers):
             if not network.uses_tables(i):
                 continue  # no random draws either: K and L then change nothing
-            planes = None if saved is None else saved["hyperplanes"][i]
-            n_rows = layer_sizes[i] + 1 + int(network.mips)
-            if planes is not None and planes.shape == (n_rows, self.K * self.L):
-                network.hyperplanes[i] = planes
+            if saved is not None and _tables_fit(saved, i, layer_sizes, self.K, self.L, network.mips):
+                network.hyperplanes[i] = saved["hyperplanes"][i]
                 network.offsets[i] = np.array(saved["offsets"][i])
                 network.neuron_ids[i] = np.array(saved["neuron_ids"][i])
             else:
@@ -665,6 +674,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         # the fit's counts, as 'topk' keeps them, whatever sparsity was set since
         network = self._load_network(layer_sizes, check_random_state(0), fresh_weights=False,
                                      copy=False, n_active=[int(k) for k in self._n_active])
+        # prediction scores every output; done once here, as a sparse output layer's
+        # neuron-major weights are copied to the input-major layout for it
+        network = network.with_dense_output()
         if key is not None:
             _PREDICTION_NETWORKS[self] = (key, network)
         return network
@@ -902,7 +914,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         if self.n_outputs_ == 1:
             probabilities = probabilities.ravel()
         elif self.out_activation_ == "softmax" and self._label_binarizer.y_type_.startswith("multilabel"):
-            # labels at least half as probable as the row's most probable one: the
+            # labels more than half as probable as the row's most probable one: the
             # softmax ranks labels well, but trained over sampled outputs its
             # absolute values are not calibrated for a fixed threshold
             probabilities = probabilities / probabilities.max(axis=1, keepdims=True)

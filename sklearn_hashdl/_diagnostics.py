@@ -18,8 +18,8 @@ from ._train import Workspace, compute_layer, input_width, kernel_input, select_
 def selection_recall(estimator, X, max_rows=1024, seed=0):
     """Mean fraction of each hidden layer's exact top-k that the selection retrieves.
 
-    Returns an array with one entry per hidden layer (1.0 for layers that are not
-    hashed). Layer l is fed the active set that the selection chose at layer
+    Returns an array with one entry per hidden layer (1.0 for dense layers; a
+    sparse layer's exact selection scores 1.0 too). Layer l is fed the active set that the selection chose at layer
     l - 1, as in training.
     """
     check_is_fitted(estimator)

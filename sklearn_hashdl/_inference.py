@@ -3,8 +3,9 @@
 A network trained with k active neurons per layer expects k active neurons when
 it predicts (DESIGN.md point 8), so mode 'topk' keeps, per row, the k largest
 activations of each sparse layer and zeroes the rest. It is exact and
-deterministic: a row's answer does not depend on the other rows of the call
-(up to float64 rounding for float64 input; see ``logit_chunks``).
+deterministic: a row's answer does not depend on the other rows of the call,
+except in the last float32 bit for dense float32 input (BLAS picks its kernel by
+the shape; see ``logit_chunks``), which can swap two neurons tied for the k-th place.
 Mode 'dense' computes every neuron. Mode 'hashed' selects each layer's neurons
 as training did (same strategy, tables rebuilt from the final weights), its
 random choices keyed by the row's content so that it stays row-deterministic.

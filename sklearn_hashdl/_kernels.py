@@ -62,7 +62,7 @@ UNION_STEP_FRACTION = 3
 # activations would depend on the rows batched with it.)
 # NO_SPANS stands for "no spans": the lists are not whole rows.
 NO_SPANS = np.zeros((0, 2), np.int32)
-# Every kernel is compiled with error_model="numpy": with numba's default
+# The kernels whose loops divide are compiled with error_model="numpy": with numba's default
 # ("python"), each float division checks for a zero divisor so as to raise
 # ZeroDivisionError, and that early exit keeps LLVM from vectorising the loop
 # (the Adam step ran 7x slower). No kernel divides by zero.
@@ -366,8 +366,9 @@ def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, blo
 def forward_layer_by_neuron(Wt, b, in_ids, in_vals, in_cnt, out_ids, out_cnt, activation, out_vals):
     """forward_layer for neuron-major weights ``Wt`` (n_out, n_in): one short dot
     product per active neuron over its contiguous row, instead of one scattered
-    read per (input, neuron) pair. Used for a hashed output layer, where a few
-    hundred of tens of thousands of neurons are active."""
+    read per (input, neuron) pair. Used where no workspace has grouped the
+    batch by neuron (``_diagnostics.selection_recall``); training calls
+    forward_layer_grouped."""
     n_in = Wt.shape[1]
     for s in prange(in_cnt.shape[0]):
         ids = out_ids[s]

@@ -169,10 +169,15 @@ def build_tables(codes, K, offsets, neuron_ids):
             cursor[c] += 1
 
 
+def table_shapes(n_neurons, K, L):
+    """Shapes of a layer's (offsets, neuron_ids): L tables of bucket starts and ids."""
+    return (L, (1 << bucket_bits(n_neurons, K)) + 1), (L, n_neurons)
+
+
 def new_tables(n_neurons, K, L):
     """Empty table arrays for ``build_tables``."""
-    n_buckets = 1 << bucket_bits(n_neurons, K)
-    return np.zeros((L, n_buckets + 1), np.int32), np.zeros((L, n_neurons), np.int32)
+    offsets_shape, ids_shape = table_shapes(n_neurons, K, L)
+    return np.zeros(offsets_shape, np.int32), np.zeros(ids_shape, np.int32)
 
 
 # selection strategies (the ``mode`` argument of select_active)

@@ -1,4 +1,4 @@
-"""The network being trained: neuron-major weights plus each hashed layer's tables.
+"""The network being trained: its weights, in each layer's layout, plus the hash tables.
 
 ``Network`` is a short-lived working object. The estimator keeps only arrays and
 scalars (``coefs_``, ``intercepts_``, hyperplanes, tables); a fit call builds a
@@ -42,9 +42,9 @@ class Network:
     C-contiguous (n_out, n_in) array (neuron-major); ``kernel_weights`` gives the
     kernels' view.
 
-    Layer i is hashed when it keeps fewer neurons than it has; then
-    ``hyperplanes[i]``, ``offsets[i]`` and ``neuron_ids[i]`` hold its tables,
-    otherwise they are None.
+    Layer i has hash tables when it keeps fewer neurons than it has and selects
+    them through tables (``uses_tables``); then ``hyperplanes[i]``, ``offsets[i]``
+    and ``neuron_ids[i]`` hold them, otherwise they are None.
     """
 
     def __init__(self, weights, biases, n_active, activation, softmax, K, L, mips,

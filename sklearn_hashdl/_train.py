@@ -22,7 +22,7 @@ from ._blocks import PAGE_BYTES, LayoutChooser, column_blocks, stacked_apart
 
 
 class PhaseTimer:
-    """Wall time per training phase, for benchmarks (see ``profile_phases``)."""
+    """Wall time per training phase, for benchmarks (benchmarks/bench_speed.py)."""
 
     def __init__(self):
         self.seconds = defaultdict(float)

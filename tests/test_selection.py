@@ -223,6 +223,34 @@ def test_K_and_L_change_nothing_without_tables(selection):
         np.testing.assert_array_equal(a, b)
 
 
+def test_tables_are_drawn_anew_when_K_and_L_change_but_not_their_product():
+    # K=6, L=10 and K=5, L=12 both give 60 hyperplanes: the saved tables were once
+    # reused for L=12, and the kernels wrote past their 10 rows (double free)
+    from sklearn.datasets import load_digits
+    from sklearn.utils import check_random_state
+
+    from sklearn_hashdl import HashMLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300] / 16, y[:300]
+    model = HashMLPClassifier(hidden_layer_sizes=(64,), selection="lsh", K=6, L=10, max_iter=1,
+                              n_jobs=1, random_state=0)
+    with pytest.warns(Warning):  # ConvergenceWarning
+        model.fit(X, y)
+    layer_sizes = [X.shape[1], 64, 10]
+    kept = model._load_network(layer_sizes, check_random_state(1), fresh_weights=False)
+    np.testing.assert_array_equal(kept.hyperplanes[0], model._hash_state["hyperplanes"][0])
+    model.set_params(K=5, L=12)
+    redrawn = model._load_network(layer_sizes, check_random_state(1), fresh_weights=False)
+    assert redrawn.hyperplanes[0].shape == (X.shape[1] + 1, 60)
+    assert redrawn.offsets[0].shape[0] == 12 and redrawn.neuron_ids[0].shape == (12, 64)
+    assert not np.array_equal(redrawn.hyperplanes[0], model._hash_state["hyperplanes"][0])
+    model.partial_fit(X, y)
+    assert model._hash_state["offsets"][0].shape[0] == 12
+    proba = model.set_params(predict_mode="hashed").predict_proba(X)
+    assert np.isfinite(proba).all() and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+
+
 def test_a_rehash_interval_beyond_float_range_never_rehashes():
     from sklearn_hashdl._lsh import RehashSchedule
 
@@ -302,6 +330,35 @@ def test_hashed_prediction_rebuilds_tables_only_when_the_model_changes(monkeypat
     edited = model.predict_proba(X)
     assert not np.array_equal(edited, probed)
     np.testing.assert_array_equal(edited, uncached(model))
+
+
+def test_hashed_prediction_copies_a_sparse_output_layer_once(monkeypatch):
+    # scoring every output needs the output weights input-major: once per model,
+    # not once per call (a 50k-class output layer is tens of MB)
+    from sklearn.datasets import load_digits
+
+    from sklearn_hashdl import HashMLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    model = HashMLPClassifier((64,), selection="lsh", sparse_layers="both", sparsity=0.3,
+                              max_iter=2, random_state=0, predict_mode="hashed")
+    with pytest.warns(Warning):  # ConvergenceWarning
+        model.fit(X, y)
+    copies = []
+    contiguous = np.ascontiguousarray
+
+    def counting_contiguous(a, *args, **kwargs):
+        if not a.flags.c_contiguous:
+            copies.append(a.shape)
+        return contiguous(a, *args, **kwargs)
+
+    monkeypatch.setattr("sklearn_hashdl._network.np.ascontiguousarray", counting_contiguous)
+    first = model.predict_proba(X[:5])
+    assert (64, 10) in copies
+    copies.clear()
+    np.testing.assert_array_equal(model.predict_proba(X[:5]), first)
+    assert copies == []
 
 
 def test_fingerprint_sees_a_layer_scaled_by_a_power_of_two():
