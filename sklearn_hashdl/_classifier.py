@@ -508,11 +508,6 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_
-            if len(self.classes_) < 2 and self._label_binarizer.y_type_ != "multilabel-indicator":
-                raise ValueError(
-                    "HashMLPClassifier needs samples of at least 2 classes in the data, "
-                    f"but the data contains only one class: {self.classes_[0]!r}."
-                )
         else:
             fitted_multilabel = self._label_binarizer.y_type_.startswith("multilabel")
             if type_of_target(y).startswith("multilabel") != fitted_multilabel:

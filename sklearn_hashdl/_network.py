@@ -55,7 +55,9 @@ class Network:
         self.activation = activation
         self.activation_code = ACTIVATION_CODES[activation]
         self.softmax = softmax
-        self.K, self.L, self.mips = K, L, mips
+        # plain ints: a NumPy integer (np.int32(10) from a grid) would make numba
+        # compile and cache another version of each kernel taking it (about 40 s)
+        self.K, self.L, self.mips = int(K), int(L), bool(mips)
         self.hyperplanes = hyperplanes
         self.offsets = offsets
         self.neuron_ids = neuron_ids
@@ -88,7 +90,7 @@ class Network:
         self.rerank_factor = rerank_factor
         # a table's probes stop once each of its K bits has been flipped: more
         # would only size scratch (a histogram of L * n_probes counts) for nothing
-        self.n_probes = min(n_probes, K + 1)
+        self.n_probes = min(int(n_probes), self.K + 1)
         # what training asks of each layer every batch, worked out once (the
         # shapes and active counts do not change)
         self.layer_sizes = tuple([self.weights[0].shape[0]] + [W.shape[1] for W in self.weights])

@@ -10,8 +10,10 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, check_array, check_consistent_length, column_or_1d
 
@@ -108,6 +110,21 @@ class _PrecisionAtKScorer:
     def __init__(self, k, chunk_rows):
         self.k = k
         self.chunk_rows = chunk_rows
+        # what metadata routing passes to the scorer: nothing until requested
+        self._metadata_request = MetadataRequest(owner=self)
+
+    def set_score_request(self, *, sample_weight=None):
+        """Request ``sample_weight`` under metadata routing, as scikit-learn's scorers
+        do (True, False, None or an alias); returns the scorer."""
+        if not get_config().get("enable_metadata_routing", False):
+            raise RuntimeError("This method is only available when metadata routing is enabled. "
+                               "You can enable it using sklearn.set_config(enable_metadata_routing=True).")
+        self._metadata_request.score.add_request(param="sample_weight", alias=sample_weight)
+        return self
+
+    def get_metadata_routing(self):
+        """The metadata this scorer requests (see ``set_score_request``)."""
+        return self._metadata_request
 
     def __call__(self, estimator, X, y, sample_weight=None):
         """Precision at k of ``estimator``'s scores on ``X`` against ``y``."""

@@ -340,6 +340,30 @@ def test_scorer_repr_and_pickle():
     assert (scorer.k, scorer.chunk_rows) == (3, 2048)
 
 
+def test_scorer_takes_sample_weight_through_metadata_routing(multiclass):
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import make_scorer
+
+    X, y = multiclass
+    weights = np.where(y == y[0], 5.0, 1.0)
+    scorer = make_precision_at_k_scorer(k=1)
+    with pytest.raises(RuntimeError, match="metadata routing is enabled"):
+        scorer.set_score_request(sample_weight=True)
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = LogisticRegression(max_iter=200).set_fit_request(sample_weight=False)
+        with pytest.raises(TypeError, match="not routed"):  # not requested: as sklearn's scorers
+            cross_val_score(model, X, y, cv=3, scoring=scorer, params={"sample_weight": weights})
+        assert scorer.set_score_request(sample_weight=True) is scorer
+        weighted = cross_val_score(model, X, y, cv=3, scoring=pickle.loads(pickle.dumps(scorer)),
+                                   params={"sample_weight": weights})
+        # P@1 of a multiclass model is its weighted accuracy
+        accuracy = make_scorer(accuracy_score).set_score_request(sample_weight=True)
+        expected = cross_val_score(model, X, y, cv=3, scoring=accuracy, params={"sample_weight": weights})
+    np.testing.assert_allclose(weighted, expected, rtol=1e-12)
+    assert not np.allclose(weighted, cross_val_score(LogisticRegression(max_iter=200), X, y, cv=3))
+
+
 @pytest.mark.parametrize("params", [{"k": 0}, {"k": 1.5}, {"chunk_rows": 0}, {"chunk_rows": None}])
 def test_scorer_bad_params(params):
     with pytest.raises(InvalidParameterError):
