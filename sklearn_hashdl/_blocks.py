@@ -142,6 +142,13 @@ def column_blocks(network, optimizer, layers):
                 optimizer.state[name][i] = layer.layout.joined(layer.state.pop(name))
 
 
+def half_joined(network, optimizer):
+    """Did joining the column blocks stop half-way (an interrupt in ``column_blocks``'
+    exit), leaving a ``SplitAway`` where a matrix should be?"""
+    state = [array for name in optimizer.weight_state for array in optimizer.state[name]]
+    return any(isinstance(array, SplitAway) for array in [*network.weights, *state])
+
+
 class LayoutChooser:
     """Whether a synchronous fit on several threads stores its column blocks apart,
     batch by batch, chosen by measuring.

@@ -25,7 +25,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _kernels
-from ._blocks import machine_cores
+from ._blocks import half_joined, machine_cores
 from ._inference import as_float_input, hashed_logit_chunks, logit_chunks, output_probabilities
 from ._lsh import (
     SELECT_EXACT,
@@ -39,7 +39,7 @@ from ._lsh import (
 from ._network import Network, active_counts, glorot_init
 from ._optim import SparseOptimizer
 from ._runtime import kernels_ready, threading_layer
-from ._train import Targets, TrainingRun, kernel_input
+from ._train import Targets, TrainingRun, check_sparse_indices, kernel_input
 
 # selection='auto': layers up to this width score every neuron exactly (a few
 # contiguous AXPYs per active input), wider ones retrieve candidates from the
@@ -58,6 +58,10 @@ _OPTIMIZER_PARAMS = (
     "solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
     "nesterovs_momentum", "beta_1", "beta_2", "epsilon",
 )
+
+# a fit whose loss, or validation outputs, stopped being finite
+_DIVERGED = ("Training diverged: the loss or the network's outputs are no longer finite. "
+             "Lower learning_rate_init, or scale the input data.")
 
 # an odd 64-bit constant (the golden ratio's fraction): distinct sample counts
 # times it stay distinct modulo a power of two, spread over the seed range
@@ -95,6 +99,12 @@ def _tables_fit(saved, i, layer_sizes, K, L, mips):
         return False
     offsets_shape, ids_shape = table_shapes(layer_sizes[i + 1], K, L)
     return saved["offsets"][i].shape == offsets_shape and saved["neuron_ids"][i].shape == ids_shape
+
+
+def _number(value):
+    """A NumPy scalar parameter as a Python number: arithmetic with an np.float16
+    alpha or tol would otherwise run in float16 (a loss curve starting at inf)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _writeable_float32(a):
@@ -497,6 +507,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
             dtype=(np.float64, np.float32), reset=reset,
         )
+        X = check_sparse_indices(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y.toarray() if sp.issparse(y) else y, warn=True)
         if (y.ndim == 2 and y.dtype.kind in "ui" and y.dtype.itemsize < 8
@@ -632,7 +643,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             softmax=self.out_activation_ == "softmax", K=self.K, L=self.L,
             mips=self.hash_function == "srp_mips",
             selection=self._selection_modes(layer_sizes),
-            rerank_factor=self.rerank_factor, n_probes=self.n_probes,
+            rerank_factor=_number(self.rerank_factor), n_probes=self.n_probes,
             hyperplanes=[None] * n_layers, offsets=[None] * n_layers, neuron_ids=[None] * n_layers,
         )
         saved = getattr(self, "_hash_state", None)
@@ -694,7 +705,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         which = self.sparse_layers
         if which == "auto":
             which = "both" if layer_sizes[-1] >= AUTO_SPARSE_OUTPUT_MIN_WIDTH else "hidden"
-        return active_counts(layer_sizes, self.sparsity, sparse_hidden=which in ("hidden", "both"),
+        return active_counts(layer_sizes, _number(self.sparsity), sparse_hidden=which in ("hidden", "both"),
                              sparse_output=which in ("output", "both"))
 
     def _selection_modes(self, layer_sizes):
@@ -715,7 +726,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         return modes
 
     def _load_optimizer(self, network, reset):
-        params = {name: getattr(self, name) for name in _OPTIMIZER_PARAMS}
+        params = {name: _number(getattr(self, name)) for name in _OPTIMIZER_PARAMS}
         state = getattr(self, "_optimizer_state", None)
         key = "m_W" if self.solver == "adam" else "vel_W"
         if reset or state is None or key not in state:
@@ -780,7 +791,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         # softmax over labels: a multilabel sample's target is spread over its labels
         targets = Targets.from_indicator(Y, spread=network.softmax)
         run = TrainingRun(network, optimizer, kernel_input(X), targets, sample_weight, batch_size,
-                          self.alpha, schedule, seed, network.rehash_flops,
+                          _number(self.alpha), schedule, seed, network.rehash_flops,
                           _asynchronous_workers(self.asynchronous))
         self._best_weights = None
         sample_idx = np.arange(n_samples)
@@ -790,6 +801,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                 if self.shuffle:
                     sample_idx = shuffle(sample_idx, random_state=random_state)
                 self.loss_ = run.epoch(sample_idx)
+                if not np.isfinite(self.loss_):
+                    # MLPClassifier trains on and fails on its weights; early stopping
+                    # here could hand back finite weights of 1e20 that predict NaN
+                    raise ValueError(_DIVERGED)
                 self.n_iter_ += 1
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
@@ -826,6 +841,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
                         ConvergenceWarning,
                     )
         except KeyboardInterrupt:
+            if half_joined(network, optimizer):
+                raise  # the weights are in pieces: the call fails and the model is restored
             warnings.warn("Training interrupted by user.")
 
         if early_stopping and self._best_weights is not None:
@@ -838,7 +855,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         self.active_fraction_ = run.active_fraction()
 
     def _track_training_loss(self):
-        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+        if self.loss_curve_[-1] > self.best_loss_ - _number(self.tol):
             self._no_improvement_count += 1
         else:
             self._no_improvement_count = 0
@@ -851,7 +868,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_scores_.append(score)
         if self.verbose:
             print("Validation score: %f" % score)
-        if score < self.best_validation_score_ + self.tol:
+        if score < self.best_validation_score_ + _number(self.tol):
             self._no_improvement_count += 1
         else:
             self._no_improvement_count = 0
@@ -864,8 +881,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_for_predict(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, accept_sparse=["csr", "csc"],
-                             dtype=(np.float64, np.float32), reset=False)
+        return check_sparse_indices(validate_data(self, X, accept_sparse=["csr", "csc"],
+                                                  dtype=(np.float64, np.float32), reset=False))
 
     def _probability_chunks(self, X, network=None):
         """Yield (first row, output probabilities) for row chunks of validated X,
@@ -893,6 +910,11 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             chunks = logit_chunks(weights, biases, n_active, self.activation,
                                   as_float_input(X, dtype), mode)
         for start, logits in chunks:
+            if not np.isfinite(logits).all():
+                raise ValueError(_DIVERGED if network is not None else (
+                    "The network's outputs overflowed on this input: X holds values too large "
+                    f"for the {'hashed (float32)' if mode == 'hashed' else str(X.dtype)} forward "
+                    "pass. Scale the features as for training."))
             yield start, output_probabilities(logits, self.out_activation_ == "softmax")
 
     def _hashed_logit_chunks(self, X, layer_sizes, network):

@@ -12,18 +12,19 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _lsh
 from ._inference import as_float_input
 from ._runtime import kernels_ready
-from ._train import Workspace, compute_layer, input_width, kernel_input, select_layer
+from ._train import (Workspace, check_sparse_indices, compute_layer, input_width, kernel_input,
+                     select_layer)
 
 
 def selection_recall(estimator, X, max_rows=1024, seed=0):
     """Mean fraction of each hidden layer's exact top-k that the selection retrieves.
 
     Returns an array with one entry per hidden layer (1.0 for dense layers; a
-    sparse layer's exact selection scores 1.0 too). Layer l is fed the active set that the selection chose at layer
-    l - 1, as in training.
+    sparse layer's exact selection scores 1.0 too). Layer l is fed the active
+    set that the selection chose at layer l - 1, as in training.
     """
     check_is_fitted(estimator)
-    X = validate_data(estimator, X, accept_sparse=["csr", "csc"], reset=False)
+    X = check_sparse_indices(validate_data(estimator, X, accept_sparse=["csr", "csc"], reset=False))
     with kernels_ready():
         return _recalls(estimator, as_float_input(X[:max_rows], np.float32), seed)
 

@@ -80,6 +80,9 @@ def logit_chunks(weights, biases, n_active, activation, X, mode="topk"):
         for i in range(n_layers):
             Z = A @ weights[i]  # BLAS, or scipy for sparse A
             Z = np.asarray(Z, dtype=dtype)
+            if i == 0 and first_dtype != dtype and not np.isfinite(Z).all():
+                # values beyond float32's range: this chunk's first layer in float64 after all
+                Z = X[start : start + chunk_rows] @ np.asarray(weights[0], dtype=dtype)
             Z += biases[i]
             if i < n_layers - 1:
                 _activate_inplace(Z, activation)

@@ -880,10 +880,37 @@ class TrainingRun:
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def check_sparse_indices(X):
+    """X, after checking that a CSR or CSC matrix's index arrays stay inside it:
+    the kernels (and SciPy's products) would read and write past the weights.
+    scipy's check_format is not used, as it changes the caller's matrix."""
+    if not sp.issparse(X):
+        return X
+    n_major, n_minor = X.shape if X.format == "csr" else X.shape[::-1]
+    indptr, indices = X.indptr, X.indices
+    if (len(indptr) != n_major + 1 or indptr[0] != 0 or indptr[-1] > len(indices)
+            or (n_major and np.diff(indptr).min() < 0)):
+        raise ValueError(f"Input X is not a valid {X.format.upper()} matrix: its index pointer "
+                         "array does not match its shape and indices.")
+    used = indices[:indptr[-1]]
+    if used.size and (used.min() < 0 or used.max() >= n_minor):
+        axis = "column" if X.format == "csr" else "row"
+        raise ValueError(f"Input X is not a valid {X.format.upper()} matrix: its {axis} indices "
+                         f"must lie in [0, {n_minor}), got {used.min()} to {used.max()}.")
+    return X
+
+
 def kernel_input(X):
     """Training input in the one layout the kernels compile for: float32, and
     C-contiguous when dense, ``SparseRows`` when sparse."""
-    given = X
+    if sp.issparse(X):
+        given, X = X, X.tocsr()
+        if not X.has_canonical_format:
+            # sorted and without duplicates: the kernels take a row with n_features
+            # entries for one listing every feature once, in order (summed before
+            # the range check below: two entries can sum past float32's range)
+            X = X.copy() if X is given else X  # sum_duplicates works in place
+            X.sum_duplicates()
     values = X.data if sp.issparse(X) else X
     # validated input is finite, but float64 values can overflow float32; max and
     # min allocate nothing (np.isfinite on the converted input took a byte per value)
@@ -893,15 +920,7 @@ def kernel_input(X):
             "Input X holds values beyond float32's range (about 3.4e38), in which "
             "HashMLPClassifier trains; scale the features first."
         )
-    if sp.issparse(X):
-        X = X.tocsr().astype(np.float32, copy=False)
-    else:
-        X = np.ascontiguousarray(X, dtype=np.float32)
     if not sp.issparse(X):
-        return X
-    if not X.has_canonical_format:
-        # sorted and without duplicates: the kernels take a row with n_features
-        # entries for one listing every feature once, in order
-        X = X.copy() if X is given else X  # sum_duplicates works in place
-        X.sum_duplicates()
+        return np.ascontiguousarray(X, dtype=np.float32)
+    X = X.astype(np.float32, copy=False)
     return SparseRows(X.data, X.indices.astype(np.int32), X.indptr.astype(np.int64), X.shape)

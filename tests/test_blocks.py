@@ -228,3 +228,56 @@ def test_a_fit_switching_layouts_does_not_depend_on_n_jobs(monkeypatch):
     for a, b in zip(one.coefs_ + one.intercepts_, two.coefs_ + two.intercepts_):
         np.testing.assert_array_equal(a, b)
     assert one.loss_curve_ == two.loss_curve_
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+@pytest.mark.parametrize("interrupted_join", [1, 2, 3])  # the weights', then Adam's moments'
+def test_an_interrupt_while_joining_blocks_fails_the_call_and_keeps_the_model(monkeypatch,
+                                                                              interrupted_join):
+    # Ctrl-C between batches keeps the training done (as MLPClassifier); landing in the
+    # join of the column blocks it used to leave pieces of matrices in the model
+    X, y = make_classification(n_samples=300, n_features=40, n_informative=20, n_classes=3,
+                               random_state=0)
+    model = HashMLPClassifier(hidden_layer_sizes=(600,), sparsity=0.1, selection="exact", max_iter=1,
+                              batch_size=32, random_state=0, n_jobs=2, warm_start=True)
+    model.fit(X, y)
+    before = [a.copy() for a in model.coefs_ + model.intercepts_]
+    monkeypatch.setattr(_train, "LayoutChooser", _Alternating)
+    joined, calls = ColumnBlocks.joined, []
+
+    def interrupted(layout, blocks):
+        calls.append(1)
+        if len(calls) == interrupted_join:
+            raise KeyboardInterrupt
+        return joined(layout, blocks)
+
+    monkeypatch.setattr(ColumnBlocks, "joined", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y)
+    for a, b in zip(model.coefs_ + model.intercepts_, before):
+        np.testing.assert_array_equal(a, b)
+    assert all(isinstance(a, np.ndarray) for arrays in model._optimizer_state.values()
+               if isinstance(arrays, list) for a in arrays)
+    monkeypatch.undo()
+    model.partial_fit(X, y)  # trains on
+    assert not any(np.array_equal(a, b) for a, b in zip(model.coefs_, before))
+
+
+def test_an_interrupt_between_batches_keeps_the_training_done(monkeypatch):
+    X, y = make_classification(n_samples=300, n_features=40, n_informative=20, n_classes=3,
+                               random_state=0)
+    model = HashMLPClassifier(hidden_layer_sizes=(64,), max_iter=5, batch_size=32, random_state=0,
+                              n_jobs=1)
+    train_batch, batches = _train.TrainingRun._train_batch, []
+
+    def interrupted(run, rows, apart=None):
+        batches.append(1)
+        if len(batches) == 25:  # in the third epoch
+            raise KeyboardInterrupt
+        return train_batch(run, rows, apart)
+
+    monkeypatch.setattr(_train.TrainingRun, "_train_batch", interrupted)
+    with pytest.warns(UserWarning, match="interrupted by user"):
+        model.fit(X, y)
+    assert model.n_iter_ == 2 and len(model.loss_curve_) == 2  # as MLPClassifier counts
+    assert all(np.isfinite(a).all() for a in model.coefs_) and model.predict(X).shape == (300,)

@@ -742,13 +742,68 @@ def test_failed_training_leaves_the_model_unchanged(digits, call):
     model = quiet_fit(make(solver="sgd", learning_rate_init=0.5), X, y)
     before = _snapshot(model, X)
     X_huge = X * 1e20  # finite, so validation passes, but training diverges
-    with pytest.raises(ValueError, match="non-finite parameter weights"):
+    with pytest.raises(ValueError, match="non-finite parameter weights|diverged"):
         if call == "partial_fit":
             model.partial_fit(X_huge, y)
         else:
             model.set_params(warm_start=True)
             quiet_fit(model, X_huge, y)
     _assert_unchanged(model, before, X)
+
+
+def test_a_diverging_fit_with_early_stopping_fails_instead_of_returning_nan(digits):
+    # early stopping handed back the best weights, finite but of about 1e20, whose
+    # predictions were NaN, with loss_ NaN; MLPClassifier raises
+    X, y = digits
+    X = StandardScaler().fit_transform(X)[:1000]
+    y = y[:1000]
+    model = quiet_fit(make(predict_mode="hashed"), X, y)
+    before = _snapshot(model, X)
+    model.set_params(solver="sgd", learning_rate_init=1e4, early_stopping=True, max_iter=8,
+                     n_iter_no_change=50)
+    with pytest.raises(ValueError, match="diverged"):
+        quiet_fit(model, X, y)
+    _assert_unchanged(model, before, X)
+
+
+def test_outputs_that_overflow_are_an_error_or_computed_in_float64(digits):
+    X, y = digits
+    model = quiet_fit(make(), X, y)
+    # sparse float64 input goes through the first layer in float32, unless it overflows
+    huge = sp.csr_matrix(X[:5] * 1e37)
+    huge.data[0] = 1e39
+    reference = MLPClassifier(hidden_layer_sizes=model.hidden_layer_sizes)
+    reference.coefs_ = [c.astype(np.float64) for c in model.coefs_]
+    reference.intercepts_ = [b.astype(np.float64) for b in model.intercepts_]
+    for name in ("classes_", "n_layers_", "n_outputs_", "out_activation_", "_label_binarizer",
+                 "n_features_in_"):
+        setattr(reference, name, getattr(model, name))
+    dense = model.set_params(predict_mode="dense").predict_proba(huge)
+    assert np.isfinite(dense).all()
+    np.testing.assert_allclose(dense, reference.predict_proba(huge), atol=1e-6)
+    # float32 input, or the float32 hashed pass: a clear error, not NaN
+    for mode, rows in (("topk", (X[:5] * 3e38).astype(np.float32)), ("hashed", X[:5] * 3e38)):
+        with pytest.raises(ValueError, match="overflowed"):
+            model.set_params(predict_mode=mode).predict_proba(rows)
+
+
+def test_duplicate_sparse_entries_summing_past_float32_get_the_range_error(digits):
+    X, y = digits
+    # row 0 lists feature 1 twice; the other rows are empty
+    indptr = np.r_[0, np.full(X.shape[0], 2)]
+    duplicated = sp.csr_matrix((np.full(2, 3e38), [1, 1], indptr), shape=X.shape)
+    assert not duplicated.has_canonical_format
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        quiet_fit(make(), duplicated, y)
+
+
+def test_numpy_float16_parameters_compute_in_float64(digits):
+    X, y = digits
+    plain = quiet_fit(make(alpha=1e-3, sparsity=0.1), X * 300, y)
+    half = quiet_fit(make(alpha=np.float16(1e-3), sparsity=np.float16(0.1)), X * 300, y)
+    expected = quiet_fit(make(alpha=float(np.float16(1e-3)), sparsity=float(np.float16(0.1))), X * 300, y)
+    assert all(isinstance(loss, float) for loss in half.loss_curve_)
+    assert half.loss_curve_ == expected.loss_curve_ and np.isfinite(plain.loss_curve_).all()
 
 
 # -------------------------------------------------------------- reproducibility
@@ -966,3 +1021,24 @@ def test_a_single_class_fits_as_in_mlpclassifier():
         dense = MultiOutputClassifier(MLPClassifier(max_iter=3, random_state=0)).fit(X, Y)
     np.testing.assert_array_equal(hashed.predict(X)[:, 0], dense.predict(X)[:, 0])
     assert hashed.predict(X).shape == (60, 3)
+
+
+@pytest.mark.parametrize("corrupt", ["column 25", "column -3", "indptr", "csc row"])
+def test_sparse_matrices_with_indices_outside_them_are_refused(corrupt):
+    # the kernels would read and write past the weights (once a segfault, or a fit
+    # that changed from run to run)
+    from sklearn.base import clone
+
+    X, y = make_classification(n_samples=120, n_features=20, random_state=0)
+    X[np.abs(X) < 0.7] = 0
+    model = quiet_fit(HashMLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0), X, y)
+    bad = sp.csc_matrix(X) if corrupt == "csc row" else sp.csr_matrix(X)
+    if corrupt == "indptr":
+        bad.indptr[3] = bad.indptr[4] + 1  # decreasing
+    else:
+        bad.indices[5] = {"column 25": 25, "column -3": -3, "csc row": 500}[corrupt]
+    kept = bad.copy()
+    for call in (lambda: model.predict(bad), lambda: quiet_fit(clone(model), bad, y)):
+        with pytest.raises(ValueError, match="not a valid"):
+            call()
+    assert (bad.indices == kept.indices).all() and (bad.indptr == kept.indptr).all()
