@@ -107,11 +107,15 @@ def _number(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _writeable_float32(a):
-    """``a`` as float32 without a copy where it can be: a read-only array (a
-    memory-mapped model) is copied, as the kernels are compiled for writeable ones."""
-    a = np.asarray(a, dtype=np.float32)
+def _writeable(a):
+    """``a`` without a copy where it can be: a read-only array (a memory-mapped
+    model) is copied, as the kernels are compiled for writeable ones."""
     return a if a.flags.writeable else a.copy()
+
+
+def _writeable_float32(a):
+    """``_writeable`` as float32."""
+    return _writeable(np.asarray(a, dtype=np.float32))
 
 
 @contextmanager
@@ -650,8 +654,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         for i in range(n_layers):
             if not network.uses_tables(i):
                 continue  # no random draws either: K and L then change nothing
-            if saved is not None and _tables_fit(saved, i, layer_sizes, self.K, self.L, network.mips):
-                network.hyperplanes[i] = saved["hyperplanes"][i]
+            if saved is not None and _tables_fit(saved, i, layer_sizes, network.K, network.L, network.mips):
+                # copied if read-only (a memory-mapped model): the kernels are compiled for
+                # writeable arrays, and a read-only one would compile another version
+                network.hyperplanes[i] = _writeable(saved["hyperplanes"][i])
                 network.offsets[i] = np.array(saved["offsets"][i])
                 network.neuron_ids[i] = np.array(saved["neuron_ids"][i])
             else:
@@ -910,12 +916,14 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             chunks = logit_chunks(weights, biases, n_active, self.activation,
                                   as_float_input(X, dtype), mode)
         for start, logits in chunks:
-            if not np.isfinite(logits).all():
+            probabilities = output_probabilities(logits, self.out_activation_ == "softmax")
+            # an infinite logit can still give a probability of 0 or 1, as in MLPClassifier
+            if np.isnan(probabilities).any():
                 raise ValueError(_DIVERGED if network is not None else (
                     "The network's outputs overflowed on this input: X holds values too large "
                     f"for the {'hashed (float32)' if mode == 'hashed' else str(X.dtype)} forward "
                     "pass. Scale the features as for training."))
-            yield start, output_probabilities(logits, self.out_activation_ == "softmax")
+            yield start, probabilities
 
     def _hashed_logit_chunks(self, X, layer_sizes, network):
         """``hashed_logit_chunks`` through the fitted model's tables, or in validation

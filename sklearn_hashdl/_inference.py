@@ -73,16 +73,22 @@ def logit_chunks(weights, biases, n_active, activation, X, mode="topk"):
     # sparse float64 input meets the first layer's float32 weights in float32: a
     # float64 copy of 20 Newsgroups' 130k x 256 weights took 266 MB every call
     first_dtype = np.float32 if sp.issparse(X) else dtype
+    first_in_float64 = None  # the first layer's weights, made if some chunk overflows float32
     weights = [np.asarray(W, dtype=first_dtype if i == 0 else dtype) for i, W in enumerate(weights)]
     chunk_rows = chunk_rows_for([W.shape[1] for W in weights])
     for start in range(0, X.shape[0], chunk_rows):
-        A = X[start : start + chunk_rows].astype(first_dtype, copy=False)
+        rows = X[start : start + chunk_rows]
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            A = rows.astype(first_dtype, copy=False)
+            Z = np.asarray(A @ weights[0], dtype=dtype)  # BLAS, or scipy for sparse A
+        if first_dtype != dtype and not np.isfinite(Z).all():
+            # values beyond float32's range: this chunk's first layer in float64 after all
+            if first_in_float64 is None:
+                first_in_float64 = np.asarray(weights[0], dtype=dtype)
+            Z = np.asarray(rows @ first_in_float64)
         for i in range(n_layers):
-            Z = A @ weights[i]  # BLAS, or scipy for sparse A
-            Z = np.asarray(Z, dtype=dtype)
-            if i == 0 and first_dtype != dtype and not np.isfinite(Z).all():
-                # values beyond float32's range: this chunk's first layer in float64 after all
-                Z = X[start : start + chunk_rows] @ np.asarray(weights[0], dtype=dtype)
+            if i > 0:
+                Z = np.asarray(A @ weights[i], dtype=dtype)
             Z += biases[i]
             if i < n_layers - 1:
                 _activate_inplace(Z, activation)

@@ -275,9 +275,10 @@ class Workspace:
         self._n_touched[slice(None) if level is None else level] = -1
 
     def whole_row_spans(self, level):
-        """The spans of ``level``'s rows for the kernels: ``spans0`` for the input
-        of a neuron-major first layer, else ``_kernels.NO_SPANS``."""
-        return self.spans0 if level == 0 else _kernels.NO_SPANS
+        """The spans of ``level``'s rows for the kernels: ``spans0`` for the whole
+        dense input rows of a neuron-major first layer, else ``_kernels.NO_SPANS``
+        (sparse input lists its non-zeros only, and may then be summed compactly)."""
+        return self.spans0 if level == 0 and self.nonzeros is not None else _kernels.NO_SPANS
 
     def load_inputs(self, X, rows):
         """Put the non-zeros of X[rows] (float32 ndarray or SparseRows) into level 0,
@@ -288,8 +289,6 @@ class Workspace:
         ids, vals, cnt = self.ids[0], self.vals[0], self.cnt[0]
         if isinstance(X, SparseRows):
             _kernels.csr_rows_to_lists(X.data, X.indices, X.indptr, rows, ids, vals, cnt)
-            if self.whole_rows:
-                self.spans0[:, 0], self.spans0[:, 1] = 0, X.shape[1]
         elif self.whole_rows:
             _kernels.dense_rows_to_full_lists(X, rows, ids, vals, cnt, self.nnz0, self.nz_ids,
                                               self.nz_vals, self.spans0)
@@ -878,6 +877,8 @@ class TrainingRun:
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_BEYOND_FLOAT32 = ("Input X holds values beyond float32's range (about 3.4e38), in which "
+                   "HashMLPClassifier trains; scale the features first.")
 
 
 def check_sparse_indices(X):
@@ -889,9 +890,9 @@ def check_sparse_indices(X):
     n_major, n_minor = X.shape if X.format == "csr" else X.shape[::-1]
     indptr, indices = X.indptr, X.indices
     if (len(indptr) != n_major + 1 or indptr[0] != 0 or indptr[-1] > len(indices)
-            or (n_major and np.diff(indptr).min() < 0)):
+            or len(X.data) != len(indices) or (n_major and np.diff(indptr).min() < 0)):
         raise ValueError(f"Input X is not a valid {X.format.upper()} matrix: its index pointer "
-                         "array does not match its shape and indices.")
+                         "array does not match its shape, indices and values.")
     used = indices[:indptr[-1]]
     if used.size and (used.min() < 0 or used.max() >= n_minor):
         axis = "column" if X.format == "csr" else "row"
@@ -903,24 +904,23 @@ def check_sparse_indices(X):
 def kernel_input(X):
     """Training input in the one layout the kernels compile for: float32, and
     C-contiguous when dense, ``SparseRows`` when sparse."""
-    if sp.issparse(X):
-        given, X = X, X.tocsr()
-        if not X.has_canonical_format:
-            # sorted and without duplicates: the kernels take a row with n_features
-            # entries for one listing every feature once, in order (summed before
-            # the range check below: two entries can sum past float32's range)
-            X = X.copy() if X is given else X  # sum_duplicates works in place
-            X.sum_duplicates()
+    given = X
     values = X.data if sp.issparse(X) else X
     # validated input is finite, but float64 values can overflow float32; max and
     # min allocate nothing (np.isfinite on the converted input took a byte per value)
     if (values.dtype.kind == "f" and values.dtype != np.float32 and values.size
             and max(values.max(), -values.min()) > _FLOAT32_MAX):
-        raise ValueError(
-            "Input X holds values beyond float32's range (about 3.4e38), in which "
-            "HashMLPClassifier trains; scale the features first."
-        )
+        raise ValueError(_BEYOND_FLOAT32)
     if not sp.issparse(X):
         return np.ascontiguousarray(X, dtype=np.float32)
-    X = X.astype(np.float32, copy=False)
+    X = X.tocsr()
+    summed = not X.has_canonical_format
+    X = X.astype(np.float32, copy=False)  # which may sum the duplicates already
+    if not X.has_canonical_format:
+        # sorted and without duplicates: the kernels take a row with n_features
+        # entries for one listing every feature once, in order
+        X = X.copy() if X is given else X  # sum_duplicates works in place
+        X.sum_duplicates()
+    if summed and not np.isfinite(X.data).all():  # two entries summed past float32's range
+        raise ValueError(_BEYOND_FLOAT32)
     return SparseRows(X.data, X.indices.astype(np.int32), X.indptr.astype(np.int64), X.shape)

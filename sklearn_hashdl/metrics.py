@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, validate_params
-from sklearn.utils.metadata_routing import MetadataRequest
+from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, check_array, check_consistent_length, column_or_1d
 
@@ -110,16 +110,19 @@ class _PrecisionAtKScorer:
     def __init__(self, k, chunk_rows):
         self.k = k
         self.chunk_rows = chunk_rows
-        # what metadata routing passes to the scorer: nothing until requested
+        # what metadata routing passes to the scorer: sample_weight once requested;
+        # until then passing it is an error, as for scikit-learn's scorers
         self._metadata_request = MetadataRequest(owner=self)
+        self._metadata_request.score.add_request(param="sample_weight", alias=None)
 
-    def set_score_request(self, *, sample_weight=None):
+    def set_score_request(self, *, sample_weight=UNCHANGED):
         """Request ``sample_weight`` under metadata routing, as scikit-learn's scorers
-        do (True, False, None or an alias); returns the scorer."""
+        do (True, False, None or an alias; left as it is by default); returns the scorer."""
         if not get_config().get("enable_metadata_routing", False):
             raise RuntimeError("This method is only available when metadata routing is enabled. "
                                "You can enable it using sklearn.set_config(enable_metadata_routing=True).")
-        self._metadata_request.score.add_request(param="sample_weight", alias=sample_weight)
+        if sample_weight is not UNCHANGED:
+            self._metadata_request.score.add_request(param="sample_weight", alias=sample_weight)
         return self
 
     def get_metadata_routing(self):

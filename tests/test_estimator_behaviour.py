@@ -787,6 +787,25 @@ def test_outputs_that_overflow_are_an_error_or_computed_in_float64(digits):
             model.set_params(predict_mode=mode).predict_proba(rows)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_infinite_logits_give_probabilities_of_0_and_1_as_in_mlpclassifier(n_classes):
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 1).astype(np.float32)
+    y = np.digitize(X[:, 0], [-0.5, 0.5][: n_classes - 1])
+    n_outputs = 1 if n_classes == 2 else n_classes
+    weights = [np.ones((1, 2), np.float32), np.full((2, n_outputs), 1e-30, np.float32)]
+    weights[1][:, 0] = -1e10  # a row of 1e30 overflows the first output only
+    biases = [np.zeros(2, np.float32), np.zeros(n_outputs, np.float32)]
+    probabilities = []
+    for model in (MLPClassifier(hidden_layer_sizes=(2,)), HashMLPClassifier(hidden_layer_sizes=(2,), sparsity=1.0)):
+        quiet_fit(model.set_params(max_iter=2, random_state=0), X, y)
+        model.coefs_, model.intercepts_ = [W.copy() for W in weights], [b.copy() for b in biases]
+        with np.errstate(over="ignore"):
+            probabilities.append(model.predict_proba(np.array([[1e30], [0.5]], np.float32)))
+    np.testing.assert_allclose(probabilities[1], probabilities[0], atol=1e-6)
+    assert probabilities[1][0, 0] == (1.0 if n_classes == 2 else 0.0)
+
+
 def test_duplicate_sparse_entries_summing_past_float32_get_the_range_error(digits):
     X, y = digits
     # row 0 lists feature 1 twice; the other rows are empty
@@ -958,7 +977,7 @@ def test_switching_early_stopping_between_warm_fits(digits):
     assert np.isfinite(model.best_loss_)
 
 
-def test_numpy_scalar_parameters_reuse_the_compiled_kernels():
+def test_numpy_scalar_parameters_reuse_the_compiled_kernels(tmp_path):
     # a grid of np.int32 K, L or n_probes once made numba compile (about 40 s) and
     # cache another version of the selection kernels
     from numba.core.registry import CPUDispatcher
@@ -994,6 +1013,18 @@ def test_numpy_scalar_parameters_reuse_the_compiled_kernels():
     versions = compiled_versions()
     fit_and_predict(np.int32, np.float32)
     assert compiled_versions() == versions
+    # nor do a memory-mapped model's read-only hash tables
+    model = quiet_fit(HashMLPClassifier(hidden_layer_sizes=(40,), selection="lsh", max_iter=2,
+                                        random_state=0, n_jobs=1, predict_mode="hashed"), X, y)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    expected = model.predict_proba(X)
+    model.partial_fit(X, y)
+    versions = compiled_versions()
+    mapped = joblib.load(path, mmap_mode="r")
+    np.testing.assert_array_equal(mapped.predict_proba(X), expected)
+    mapped.partial_fit(X, y)
+    assert compiled_versions() == versions
 
 
 def test_a_single_class_fits_as_in_mlpclassifier():
@@ -1023,7 +1054,7 @@ def test_a_single_class_fits_as_in_mlpclassifier():
     assert hashed.predict(X).shape == (60, 3)
 
 
-@pytest.mark.parametrize("corrupt", ["column 25", "column -3", "indptr", "csc row"])
+@pytest.mark.parametrize("corrupt", ["column 25", "column -3", "indptr", "csc row", "short data"])
 def test_sparse_matrices_with_indices_outside_them_are_refused(corrupt):
     # the kernels would read and write past the weights (once a segfault, or a fit
     # that changed from run to run)
@@ -1035,10 +1066,12 @@ def test_sparse_matrices_with_indices_outside_them_are_refused(corrupt):
     bad = sp.csc_matrix(X) if corrupt == "csc row" else sp.csr_matrix(X)
     if corrupt == "indptr":
         bad.indptr[3] = bad.indptr[4] + 1  # decreasing
+    elif corrupt == "short data":
+        bad.data = bad.data[:10].astype(np.float32)  # float32: no conversion rebuilds it
     else:
         bad.indices[5] = {"column 25": 25, "column -3": -3, "csc row": 500}[corrupt]
-    kept = bad.copy()
+    kept_indices, kept_indptr = bad.indices.copy(), bad.indptr.copy()
     for call in (lambda: model.predict(bad), lambda: quiet_fit(clone(model), bad, y)):
         with pytest.raises(ValueError, match="not a valid"):
             call()
-    assert (bad.indices == kept.indices).all() and (bad.indptr == kept.indptr).all()
+    assert (bad.indices == kept_indices).all() and (bad.indptr == kept_indptr).all()

@@ -352,9 +352,11 @@ def test_scorer_takes_sample_weight_through_metadata_routing(multiclass):
         scorer.set_score_request(sample_weight=True)
     with sklearn.config_context(enable_metadata_routing=True):
         model = LogisticRegression(max_iter=200).set_fit_request(sample_weight=False)
-        with pytest.raises(TypeError, match="not routed"):  # not requested: as sklearn's scorers
+        # not requested: an error, as for sklearn's scorers, not an unweighted score
+        with pytest.raises(ValueError, match="sample_weight"):
             cross_val_score(model, X, y, cv=3, scoring=scorer, params={"sample_weight": weights})
         assert scorer.set_score_request(sample_weight=True) is scorer
+        assert scorer.set_score_request() is scorer  # no argument: left as it was
         weighted = cross_val_score(model, X, y, cv=3, scoring=pickle.loads(pickle.dumps(scorer)),
                                    params={"sample_weight": weights})
         # P@1 of a multiclass model is its weighted accuracy

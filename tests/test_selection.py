@@ -247,6 +247,11 @@ def test_tables_are_drawn_anew_when_K_and_L_change_but_not_their_product():
     assert not np.array_equal(redrawn.hyperplanes[0], model._hash_state["hyperplanes"][0])
     model.partial_fit(X, y)
     assert model._hash_state["offsets"][0].shape[0] == 12
+    # small NumPy integers: their product 6 * 50 wraps in int8, yet the tables are kept
+    model.set_params(K=np.int8(6), L=np.int8(50)).partial_fit(X, y)
+    planes = model._hash_state["hyperplanes"][0]
+    model.partial_fit(X, y)
+    assert model._hash_state["hyperplanes"][0] is planes
     proba = model.set_params(predict_mode="hashed").predict_proba(X)
     assert np.isfinite(proba).all() and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
 
