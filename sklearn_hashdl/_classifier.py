@@ -920,9 +920,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             # an infinite logit can still give a probability of 0 or 1, as in MLPClassifier
             if np.isnan(probabilities).any():
                 raise ValueError(_DIVERGED if network is not None else (
-                    "The network's outputs overflowed on this input: X holds values too large "
-                    f"for the {'hashed (float32)' if mode == 'hashed' else str(X.dtype)} forward "
-                    "pass. Scale the features as for training."))
+                    "The network's outputs overflowed on this input in the "
+                    f"{'hashed (float32)' if mode == 'hashed' else str(X.dtype)} forward pass: "
+                    "X holds values too large for it, or the model's weights are (a fit that "
+                    "diverged: see loss_curve_). Scale the features, or lower learning_rate_init."))
             yield start, probabilities
 
     def _hashed_logit_chunks(self, X, layer_sizes, network):
