@@ -33,9 +33,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from sklearn_hashdl import _kernels, _lsh
+from sklearn_hashdl import _kernels, _lsh, _select
 from sklearn_hashdl._network import layer_codes
-from sklearn_hashdl._train import _thread_scratch, compact_scratch
+from sklearn_hashdl._workspace import _thread_scratch, compact_scratch
 from sklearn_hashdl._work_sharing import new_claims
 from sklearn_hashdl.compare import load_dataset
 
@@ -138,7 +138,7 @@ def selection_call(b, K=6, L=10):
         (n_neurons, np.int32), (n_neurons, np.int32), (n_neurons, np.int32), (L + 1, np.int32),
         (K * L, np.float32), (n_neurons, np.int32), (n_neurons, np.float32),
         (n_neurons, np.float32))]
-    return (_lsh.SELECT_LSH, b["nz_ids"], b["nz_vals"], b["nnz"], b["nnz"], b["W"], True, b["bias"],
+    return (_select.SELECT_LSH, b["nz_ids"], b["nz_vals"], b["nnz"], b["nnz"], b["W"], True, b["bias"],
             hyperplanes, n_in, K, L, offsets, neuron_ids, k, k, 1, np.uint64(1),
             np.arange(1, BATCH + 1, dtype=np.uint64), out_ids, out_cnt,
             np.zeros(BATCH, np.int64), False, 0, 0, b["out_vals"], *scratch, b["claims"])
@@ -168,7 +168,7 @@ def kernel_calls(b):
         ("forward_layer_grouped", _kernels.forward_layer_grouped,
          (b["W"], b["bias"], b["x_ids"], b["x_vals"], b["x_cnt"], *b["index"], 3, b["out_vals"],
           b["claims"])),
-        ("select_active (lsh)", _lsh.select_active, selection_call(b)),
+        ("select_active (lsh)", _select.select_active, selection_call(b)),
         ("rehash products", layer_codes, (b["W"].T, b["bias"], *rehash_planes(b))),
     ]
 

@@ -27,8 +27,8 @@ from numba import njit, prange
 
 from ._kernels import (_activate, _adam_apply, _adam_row, _bias_gradient, _column_union,
                        _derivative, _sgd_apply, _sgd_row, DOT_MATH, NO_SPANS)
-from ._lsh import (_cut_bound, _group_by_block, _groups_in_block, _keep_at_least, _order_top,
-                   _score_all)
+from ._select import (_cut_bound, _group_by_block, _groups_in_block, _keep_at_least, _order_top,
+                      _score_all)
 from ._work_sharing import (ROW_CHUNK, SAMPLE_CHUNK, mark_ready, n_workers, next_chunk,
                             reset_claims, share_ready, take_chunk)
 
@@ -78,15 +78,15 @@ def select_exact_blocks(Wb, starts, b, in_ids, in_vals, in_cnt, in_nnz, n_active
                         out_ids, out_vals, out_cnt, block_ptr, local_ids, cost, block_scores,
                         block_bounds, kept_scores, kept_ids, n_kept, all_ids, score_scratch,
                         id_scratch, order_scratch, claims):
-    """Exact selection (``_lsh.select_active``'s SELECT_EXACT) over column blocks.
+    """Exact selection (``_select.select_active``'s SELECT_EXACT) over column blocks.
 
     Each block's thread scores its neurons for every sample into
     ``block_scores[t]``, with the least of its cut's group maxima
-    (``_lsh._layer_bound``) into ``block_bounds[t]``; then, the blocks' least
+    (``_select._layer_bound``) into ``block_bounds[t]``; then, the blocks' least
     of those known, keeps the scores that reach it and their ids
     (``kept_scores[t]``, ``kept_ids[t]``, ``n_kept[t]``). Each sample's
     ``n_active`` best of the kept go into ``out_ids`` grouped by block
-    (``_lsh._group_by_block``), their activations into ``out_vals``, the runs
+    (``_select._group_by_block``), their activations into ``out_vals``, the runs
     of each block into ``block_ptr`` and the ids within their block into
     ``local_ids``. ``all_ids`` holds 0, 1, ..., n - 1. The one matrix's
     selection keeps the same scores in the same order, and so picks alike.

@@ -20,7 +20,7 @@ MAX_COLUMN_BLOCKS and each at least MIN_BLOCK_WIDTH neurons wide. Results do not
 depend on the layout (blocks stored apart or in the one matrix) nor on the
 number of threads; the number of blocks changes their last bits, and which of
 several neurons whose scores tie exactly at the selection's cut is picked (the
-cut's groups are made within blocks, ``_lsh._layer_bound``).
+cut's groups are made within blocks, ``_select._layer_bound``).
 """
 
 import contextlib

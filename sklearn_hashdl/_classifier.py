@@ -27,19 +27,13 @@ from sklearn.utils.validation import (
 from . import _kernels
 from ._blocks import half_joined, machine_cores
 from ._inference import as_float_input, hashed_logit_chunks, logit_chunks, output_probabilities
-from ._lsh import (
-    SELECT_EXACT,
-    SELECT_LSH,
-    SELECT_LSH_RERANK,
-    SELECT_RANDOM,
-    SELECTION_MODES,
-    RehashSchedule,
-    table_shapes,
-)
+from ._inputs import Targets, check_sparse_indices, kernel_input
+from ._lsh import RehashSchedule, table_shapes
 from ._network import Network, active_counts, glorot_init
 from ._optim import SparseOptimizer
 from ._runtime import kernels_ready, threading_layer
-from ._train import Targets, TrainingRun, check_sparse_indices, kernel_input
+from ._select import SELECT_EXACT, SELECT_LSH, SELECT_LSH_RERANK, SELECT_RANDOM, SELECTION_MODES
+from ._train import TrainingRun
 
 # selection='auto': layers up to this width score every neuron exactly (a few
 # contiguous AXPYs per active input), wider ones retrieve candidates from the

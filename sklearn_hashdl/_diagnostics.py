@@ -9,11 +9,12 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _lsh
+from . import _select
 from ._inference import as_float_input
+from ._inputs import check_sparse_indices, input_width, kernel_input
 from ._runtime import kernels_ready
-from ._train import (Workspace, check_sparse_indices, compute_layer, input_width, kernel_input,
-                     select_layer)
+from ._train import compute_layer, select_layer
+from ._workspace import Workspace
 
 
 def selection_recall(estimator, X, max_rows=1024, seed=0):
@@ -40,8 +41,8 @@ def _recalls(estimator, X, seed):
     levels = [(ws.ids[i], ws.vals[i], ws.cnt[i]) for i in range(network.n_layers + 1)]
     for i in range(network.n_layers - 1):
         if network.is_sparse(i):
-            exact = _select(network, ws, levels, i, _lsh.SELECT_EXACT, seed).copy()
-            chosen = _select(network, ws, levels, i, network.selection[i], seed)
+            exact = _selected_ids(network, ws, levels, i, _select.SELECT_EXACT, seed).copy()
+            chosen = _selected_ids(network, ws, levels, i, network.selection[i], seed)
             k = network.n_active[i]
             out_cnt = ws.cnt[i + 1]
             hits = [len(np.intersect1d(exact[s, :k], chosen[s, : out_cnt[s]])) for s in range(n_rows)]
@@ -50,7 +51,7 @@ def _recalls(estimator, X, seed):
     return recalls
 
 
-def _select(network, ws, levels, i, mode, seed):
+def _selected_ids(network, ws, levels, i, mode, seed):
     select_layer(network, ws, i, levels[i], levels[i + 1], mode, network.n_active[i],
                  np.uint64(seed), ws.row_keys, ws.select_cost[i])
     return ws.ids[i + 1]

@@ -17,8 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from ._lsh import content_keys, keep_top_k_rows
-from ._train import Workspace, forward_batch, kernel_input
+from ._inputs import kernel_input
+from ._lsh import content_keys
+from ._select import keep_top_k_rows
+from ._train import forward_batch
+from ._workspace import Workspace
 
 # prediction works on row chunks of at most this many rows and about this many
 # values of the widest layer (32 MB of float64), whatever the number of classes
@@ -102,7 +105,7 @@ def hashed_logit_chunks(network, X):
     """Yield (first row, float64 output logits) with the training-time selection.
 
     ``X`` is validated input, dense or sparse; each chunk of it is brought to the
-    training layout (``_train.kernel_input``) on its own, so that float64 input
+    training layout (``_inputs.kernel_input``) on its own, so that float64 input
     is never copied whole. The hidden layers select as in training; every
     output is scored (a sparse output layer's training selection is mostly
     random negatives).

@@ -18,7 +18,7 @@ forward and backward passes, a neuron, an input row or a range of input ids in t
 grouped passes, a weight row in the update), so results do not depend on the number
 of threads. Per-thread scratch is indexed by ``numba.get_thread_id()``, or by the
 worker's number in the kernels that share their items among workers
-(``_work_sharing``: the update kernels, ``_lsh.select_active``; the by-sample
+(``_work_sharing``: the update kernels, ``_select.select_active``; the by-sample
 backward pass and the grouped forward pass share theirs too, with no scratch); all
 of it but the ``cols`` lists (written before they are read) is left zeroed. Kernels
 called from Python release the GIL (``nogil``), so that asynchronous training can
@@ -109,7 +109,7 @@ def batch_counts(cnt, nnz0, select_cost, n_rows, passes, selecting, pairs, activ
     for layer 0, else cnt[i, s]); the active neurons, sum of cnt[i + 1, s]; and
     the selection's multiply-adds, sum of select_cost[i, s]. Returns the
     batch's multiply-adds: ``passes[i]`` over layer i's pairs, plus the
-    selection's where ``selecting[i]`` (see ``_train.flop_passes``). (One call
+    selection's where ``selecting[i]`` (see ``_layer_roles.flop_passes``). (One call
     in place of a dozen NumPy reductions, which cost more than the kernels of a
     small batch.)"""
     total = 0

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from . import _lsh
+from . import _lsh, _select
 from ._blocks import ColumnBlocks
 from ._kernels import ACTIVATION_CODES, transpose_into
 
@@ -61,9 +61,9 @@ class Network:
         self.hyperplanes = hyperplanes
         self.offsets = offsets
         self.neuron_ids = neuron_ids
-        # one selection mode per layer (see _lsh.SELECTION_MODES)
+        # one selection mode per layer (see _select.SELECTION_MODES)
         if selection is None or np.isscalar(selection):
-            mode = _lsh.SELECT_LSH if selection is None else selection
+            mode = _select.SELECT_LSH if selection is None else selection
             selection = [mode] * len(weights)
         self.selection = list(selection)
         # Neuron-major weights (each neuron's row contiguous) for a sparse layer
@@ -75,7 +75,7 @@ class Network:
         # Measured on MNIST, one hidden layer of 16384 at sparsity 0.02 with LSH:
         # forward 0.86 -> 0.27 s per epoch.
         self.neuron_major = [n_active[i] < W.shape[1]
-                             and (i == len(weights) - 1 or self.selection[i] != _lsh.SELECT_EXACT)
+                             and (i == len(weights) - 1 or self.selection[i] != _select.SELECT_EXACT)
                              for i, W in enumerate(weights)]
         self.weights = [neuron_major_copy(W) if by_neuron else np.ascontiguousarray(W)
                         for W, by_neuron in zip(weights, self.neuron_major)]
@@ -84,7 +84,7 @@ class Network:
         # kernels add each block's terms apart, so results do not depend on it.
         self.column_blocks = [
             ColumnBlocks(*W.shape) if (n_active[i] < W.shape[1] and i < len(weights) - 1
-                                       and self.selection[i] == _lsh.SELECT_EXACT) else None
+                                       and self.selection[i] == _select.SELECT_EXACT) else None
             for i, W in enumerate(weights)]
         self.rehash_flops = 0  # multiply-adds spent building tables when the network was loaded
         self.rerank_factor = rerank_factor
@@ -101,7 +101,7 @@ class Network:
                              for i, W in enumerate(self.weights)]
 
     # a sparse output layer selects this fraction of its active outputs; the rest
-    # are uniform random negatives (see _lsh.add_random)
+    # are uniform random negatives (see _select.add_random)
     output_selected_fraction = 0.5
 
     @property
@@ -148,7 +148,7 @@ class Network:
 
     def uses_tables(self, i):
         """Does layer i select through hash tables (rather than exact or random)?"""
-        return self.is_sparse(i) and self.selection[i] in (_lsh.SELECT_LSH, _lsh.SELECT_LSH_RERANK)
+        return self.is_sparse(i) and self.selection[i] in (_select.SELECT_LSH, _select.SELECT_LSH_RERANK)
 
     def tables(self, i):
         """(hyperplanes, offsets, neuron_ids) of layer i; tiny placeholders without tables.

@@ -1,8 +1,9 @@
-"""One training step over a mini-batch: select, forward, loss, backward, sparse update.
+"""Training over mini-batches: select, forward, loss, backward, sparse update.
 
-``Workspace`` allocates every buffer once per fit call (never per sample or per
-batch). ``train_batch`` runs the kernels layer by layer and counts the
-multiply-adds done against those of dense training of the same network.
+``train_batch`` runs the kernels layer by layer on one batch, in the buffers of
+a ``_workspace.Workspace``, and counts the multiply-adds done against those of
+dense training of the same network. ``TrainingRun`` is one fit call's loop over
+the batches, on one thread's kernels or on several, or asynchronously.
 """
 
 import contextlib
@@ -11,14 +12,15 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
 
 import numba
 import numpy as np
-import scipy.sparse as sp
 
-from . import _block_kernels, _kernels, _lsh, _work_sharing
-from ._blocks import PAGE_BYTES, LayoutChooser, column_blocks, stacked_apart
+from . import _block_kernels, _kernels, _select
+from ._blocks import LayoutChooser, column_blocks
+from ._inputs import input_width
+from ._layer_roles import layers_stored_apart, selection_computes_activations
+from ._workspace import Workspace
 
 
 class PhaseTimer:
@@ -50,397 +52,6 @@ class _NoTimer:
 phase_timer = None
 
 
-class SparseRows(NamedTuple):
-    """CSR training input with fixed dtypes (float32 data, int32 indices, int64 indptr)."""
-
-    data: np.ndarray
-    indices: np.ndarray
-    indptr: np.ndarray
-    shape: tuple
-
-
-class Targets(NamedTuple):
-    """Training targets as a CSR label matrix: sample r's labels are
-    ``ids[ptr[r]:ptr[r + 1]]`` with target values ``values[...]`` (0 elsewhere).
-
-    No (n_samples, n_classes) array is ever needed, however many classes.
-    """
-
-    ptr: np.ndarray
-    ids: np.ndarray
-    values: np.ndarray
-
-    @classmethod
-    def from_indicator(cls, Y, spread=False):
-        """From a label-indicator matrix (dense or sparse); with ``spread`` each
-        row's targets are 1 / (its number of labels), a distribution for softmax."""
-        Y = sp.csr_matrix(Y, copy=True)  # a copy: the two calls below work in place
-        # a label listed twice is one label (as in MLPClassifier), not two targets
-        Y.sum_duplicates()
-        Y.eliminate_zeros()
-        values = np.ones(Y.nnz, np.float32)
-        if spread:
-            per_row = np.diff(Y.indptr)
-            values /= np.repeat(per_row, per_row).astype(np.float32)
-        return cls(Y.indptr.astype(np.int64), Y.indices.astype(np.int32), values)
-
-    def max_per_row(self):
-        return int(np.diff(self.ptr).max(initial=0))
-
-
-class Workspace:
-    """Buffers for batches of at most ``batch_size`` rows.
-
-    Level 0 holds the batch input as lists of non-zeros (width ``input_width``);
-    level i + 1 holds layer i's active neurons and their activations. A sparse
-    output layer gets room for ``max_labels`` true labels per sample on top.
-    """
-
-    def __init__(self, network, batch_size, input_width, max_labels=0, descending=False):
-        n_threads = numba.config.NUMBA_NUM_THREADS
-        widths = [input_width] + list(network.n_active)
-        if network.is_sparse(network.n_layers - 1):
-            widths[-1] = min(network.layer_sizes[-1], widths[-1] + max_labels)
-        B = batch_size
-        # a neuron-major first layer takes dense input rows whole (see load_inputs;
-        # CSR rows still list their non-zeros, for which skipping zeros is a no-op)
-        self.whole_rows = network.neuron_major[0]
-        # the id lists and counts of all levels in flat arrays, so that one kernel
-        # can group several levels by id (see invert_levels)
-        self._ids, ids_at = _page_segments([B * w for w in widths], np.int32)
-        self.ids = [self._ids[at: at + B * w].reshape(B, w) for at, w in zip(ids_at, widths)]
-        self.vals = [np.zeros((B, w), np.float32) for w in widths]
-        self._cnt = np.zeros((len(widths), B), np.int32)
-        self.cnt = list(self._cnt)
-        # non-zeros of each input row (whole rows also list zeros): multiply-adds
-        # are counted over these, so flop_fraction_ is the same for dense and CSR input
-        self.nnz0 = np.zeros(B, np.int32)
-        # the non-zeros of whole input rows as lists, for hashing them: the
-        # (ids, values, counts) of the batch when level 0 holds whole rows, else None
-        self.nz_ids = np.zeros((B, input_width), np.int32) if self.whole_rows else None
-        self.nz_vals = np.zeros((B, input_width), np.float32) if self.whole_rows else None
-        # for a neuron-major first layer, the span of each input row's non-zeros
-        # (see _kernels.NO_SPANS): the update sums and steps a whole dense row over
-        # it only; a CSR row spans every column
-        self.spans0 = np.zeros((B, 2), np.int32) if self.whole_rows else _kernels.NO_SPANS
-        self.nonzeros = None
-        # deltas of level 0 (the input) are never needed
-        self.delta = [None] + [np.zeros((B, w), np.float32) for w in widths[1:]]
-        # dense layers keep every neuron: fixed lists 0..n-1
-        for i in range(network.n_layers):
-            if not network.is_sparse(i):
-                n = network.weights[i].shape[1]
-                self.ids[i + 1][:] = np.arange(n, dtype=np.int32)
-                self.cnt[i + 1][:] = n
-        sizes = network.layer_sizes
-        max_size, max_out = max(sizes), max(sizes[1:])
-        # each level's inverted index (id -> the samples that list it), kept
-        # until the level's lists change (see inverted)
-        self._row_start, starts_at = _page_segments([n + 1 for n in sizes], np.int64)
-        self._row_sample, pairs_at = _page_segments([B * w for w in widths], np.int32)
-        self._row_pos, _ = _page_segments([B * w for w in widths], np.int32)
-        self._touched, touched_at = _page_segments(sizes, np.int32)
-        self._index_layout = np.array([ids_at, widths, sizes, starts_at, pairs_at, touched_at],
-                                      np.int64).T.copy()
-        self._n_touched = np.full(len(widths), -1, np.int64)  # -1: not grouped
-        self._index_views = [self._index_arrays(level) for level in range(len(widths))]
-        # Visit touched rows last to first (see TrainingRun: asynchronous workers
-        # sweep the shared weights in opposite directions)
-        self.descending = descending
-        self.n_rows = 0  # rows in the levels, set by load_inputs
-        # per-thread scratch of the update kernels, indexed by weight column
-        self.grad = _thread_scratch(n_threads, max_size, np.float32)
-        self.target = _thread_scratch(n_threads, max_out, np.float32)
-        self.mark = _thread_scratch(n_threads, max_size, np.uint8)
-        self.cols = _thread_scratch(n_threads, max_size, np.int32)
-        self.compact = compact_scratch(n_threads, B, max_size)
-        # per-thread scratch of the selection kernel (per worker: _work_sharing)
-        # sized by L only where some layer queries tables: K and L change nothing otherwise
-        n_tables = network.L if any(map(network.uses_tables, range(network.n_layers))) else 0
-        n_planes = network.K * n_tables
-        self.count = _thread_scratch(n_threads, max_out, np.int32)
-        self.cand = _thread_scratch(n_threads, max_out, np.int32)
-        self.ties = _thread_scratch(n_threads, max_out, np.int32)
-        self.hist = _thread_scratch(n_threads, n_tables * network.n_probes + 1, np.int32)
-        self.pool = _thread_scratch(n_threads, max_out, np.int32)
-        self.proj = _thread_scratch(n_threads, n_planes, np.float32)
-        self.scores = _thread_scratch(n_threads, max_out, np.float32)
-        self.cand_scores = _thread_scratch(n_threads, max_out, np.float32)
-        # each layer's selection cost (multiply-adds) per sample, and the batch's
-        # counts per layer (_kernels.batch_counts)
-        self.select_cost = np.zeros((network.n_layers, B), np.int64)
-        self.pairs, self.active, self.selected = (np.zeros(network.n_layers, np.int64)
-                                                  for _ in range(3))
-        self.flop_passes = flop_passes(network)
-        self._block_scratch = None  # made on first use (block_scratch)
-        self._scratch_blocks = None  # the blocks it was last sized for
-        # per-row keys of the selection's random choices: the row's position
-        self.row_keys = np.arange(1, B + 1, dtype=np.uint64)
-        self.loss = np.zeros(B, np.float64)
-        # the layers whose passes run by input row, and their forward pass's sums
-        # per range of input ids (see _kernels.forward_dense_grouped)
-        self.grouped = grouped_dense_layers(network)
-        widest = max([sizes[i + 1] for i in self.grouped], default=0)
-        self.partial_sums = np.zeros((_kernels.GROUPED_PARTS, B, widest), np.float32)
-        # the threads its kernels run on, set where that count is chosen (asking
-        # numba each batch took 10 us)
-        self.n_threads = numba.get_num_threads()
-        self._views = {}  # batch size -> BatchViews
-
-    @property
-    def n_threads(self):
-        return self._n_threads
-
-    @n_threads.setter
-    def n_threads(self, n_threads):
-        # the kernels that share their items among workers get one per thread
-        # (``_work_sharing``); each worker uses the scratch row of its number.
-        # Kernels run on at most this many threads: set it where numba's count is set
-        self._n_threads = n_threads
-        self.claims = _work_sharing.new_claims(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-
-    def views(self, n_rows):
-        """The buffers cut to a batch of ``n_rows`` (``BatchViews``), made once per size
-        rather than once per batch (Python between kernels keeps a second thread waiting)."""
-        views = self._views.get(n_rows)
-        if views is None:
-            B = n_rows
-            views = self._views[B] = BatchViews(
-                [(ids[:B], vals[:B], cnt[:B]) for ids, vals, cnt in zip(self.ids, self.vals, self.cnt)],
-                [None] + [delta[:B] for delta in self.delta[1:]],
-                list(self.select_cost[:, :B]), self.row_keys[:B], self.loss[:B])
-        return views
-
-    def block_scratch(self, network, blocks):
-        """Scratch of the kernels of the column-blocked layers ``blocks`` ({layer:
-        BlockedLayer}), made on first use (prediction never needs it)."""
-        if blocks is self._scratch_blocks:
-            return self._block_scratch  # the same layers as the last call (sizing took 25 us)
-        layers = list(blocks)
-        sizes = (max(blocks[i].layout.n_blocks for i in layers),
-                 max(blocks[i].layout.width for i in layers),
-                 max(network.n_active[i] for i in layers),
-                 # input lists of the layers past the first (no deltas for the input)
-                 max([self.ids[i].shape[1] for i in layers if i > 0], default=1),
-                 network.n_layers + 1, self.ids[0].shape[0])
-        if self._block_scratch is None or self._block_scratch.sizes != sizes:
-            self._block_scratch = BlockScratch(*sizes)
-        self._scratch_blocks = blocks
-        return self._block_scratch
-
-    def inverted(self, level):
-        """Level ``level``'s (sample, position) pairs grouped by id: the index
-        (touched ids, their count, row_start, row_sample, row_pos) of
-        ``_kernels.invert_lists``. The forward pass of a neuron-major layer and
-        the updates of the layers on either side of a level group it the same
-        way, so the index is kept until the level's lists change."""
-        touched, row_start, row_sample, row_pos = self._index_views[level]
-        if self._n_touched[level] < 0:
-            # one level: on this thread (a parallel call for it ran 2x slower)
-            self._n_touched[level] = _kernels.invert_lists(
-                self.ids[level], self.cnt[level][: self.n_rows], len(touched), row_start, row_sample,
-                row_pos, touched)
-            self._reverse_if_descending([level])
-        return touched, int(self._n_touched[level]), row_start, row_sample, row_pos
-
-    def _index_arrays(self, level):
-        """Views of level ``level``'s index in the flat arrays: (touched, row_start,
-        row_sample, row_pos), made once (slicing them per batch cost 10 us)."""
-        at = self._index_layout[level]
-        n_ids, n_pairs = at[_kernels.N_IDS], self.ids[level].size
-        starts, pairs = at[_kernels.STARTS_AT], at[_kernels.PAIRS_AT]
-        return (self._touched[at[_kernels.TOUCHED_AT]:][:n_ids], self._row_start[starts:][: n_ids + 1],
-                self._row_sample[pairs:][:n_pairs], self._row_pos[pairs:][:n_pairs])
-
-    def invert_levels(self, levels):
-        """Group those of ``levels`` not yet grouped, in one call (a thread each)."""
-        todo = np.array([level for level in set(levels) if self._n_touched[level] < 0], np.int64)
-        if len(todo) > 1:
-            _kernels.invert_levels(todo, self.n_rows, self._index_layout, self._ids, self._cnt,
-                                   self._row_start, self._row_sample, self._row_pos, self._touched,
-                                   self._n_touched, self.n_threads)
-            self._reverse_if_descending(todo)
-
-    def _reverse_if_descending(self, levels):
-        """Asynchronous workers visit the touched rows last to first (see TrainingRun)."""
-        if self.descending:
-            for level in levels:
-                touched = self._touched[self._index_layout[level, _kernels.TOUCHED_AT]:]
-                n_touched = self._n_touched[level]
-                touched[:n_touched] = touched[:n_touched][::-1].copy()
-
-    def lists_changed(self, level=None):
-        """Forget the inverted index of ``level``, or of every level (call before
-        writing a level's id lists)."""
-        self._n_touched[slice(None) if level is None else level] = -1
-
-    def whole_row_spans(self, level):
-        """The spans of ``level``'s rows for the kernels: ``spans0`` for the whole
-        dense input rows of a neuron-major first layer, else ``_kernels.NO_SPANS``
-        (sparse input lists its non-zeros only, and may then be summed compactly)."""
-        return self.spans0 if level == 0 and self.nonzeros is not None else _kernels.NO_SPANS
-
-    def load_inputs(self, X, rows):
-        """Put the non-zeros of X[rows] (float32 ndarray or SparseRows) into level 0,
-        or whole dense rows for a neuron-major first layer."""
-        self.n_rows = len(rows)
-        self.lists_changed()
-        self.nonzeros = None
-        ids, vals, cnt = self.ids[0], self.vals[0], self.cnt[0]
-        if isinstance(X, SparseRows):
-            _kernels.csr_rows_to_lists(X.data, X.indices, X.indptr, rows, ids, vals, cnt)
-        elif self.whole_rows:
-            _kernels.dense_rows_to_full_lists(X, rows, ids, vals, cnt, self.nnz0, self.nz_ids,
-                                              self.nz_vals, self.spans0)
-            B = len(rows)
-            self.nonzeros = (self.nz_ids[:B], self.nz_vals[:B], self.nnz0[:B])
-            return
-        else:
-            _kernels.dense_rows_to_lists(X, rows, ids, vals, cnt)
-        self.nnz0[: len(rows)] = cnt[: len(rows)]
-
-
-def _zeros_on_pages(n_items, dtype):
-    """A zeroed flat array of ``n_items`` that starts on a page."""
-    n_bytes = n_items * np.dtype(dtype).itemsize
-    raw = np.zeros(n_bytes + PAGE_BYTES, np.uint8)
-    first = -raw.ctypes.data % PAGE_BYTES
-    return raw[first: first + n_bytes].view(dtype)
-
-
-def _page_segments(lengths, dtype):
-    """A zeroed flat array of segments of the given lengths, each starting on a
-    page of its own, and their starts: threads that write different segments
-    share no cache line, nor a page that a prefetcher might cross."""
-    per_page = PAGE_BYTES // np.dtype(dtype).itemsize
-    starts = np.cumsum([0] + [-(-n // per_page) * per_page for n in lengths])
-    return _zeros_on_pages(starts[-1], dtype), starts[:-1]
-
-
-def _thread_scratch(n_threads, width, dtype):
-    """Zeroed (n_threads, width) scratch in which each thread's row has pages of its own.
-
-    Each row starts on a page and is followed by a free page. With rows only a
-    cache line apart (as before), a thread sweeping its own row made the
-    hardware prefetchers pull in the start of the next thread's row, and when
-    the host placed the two cores far apart, those lines went back and forth
-    at up to a microsecond each: the 3 x 1000 network's gradient sums gained
-    1.05x from a second thread, 1.85x with the rows pages apart
-    (docs/performance.md, Zen 1 third session). Rows in one cache line, with
-    no padding at all, slowed the hashing loop about tenfold.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    # whole pages for the row, and a free one after it
-    row_bytes = -(-width * itemsize // PAGE_BYTES) * PAGE_BYTES + PAGE_BYTES
-    return _zeros_on_pages(n_threads * row_bytes // itemsize, dtype).reshape(n_threads, -1)
-
-
-class BatchViews(NamedTuple):
-    """A Workspace's buffers cut to one batch size (``Workspace.views``)."""
-
-    levels: list  # per level, (ids, values, counts)
-    delta: list  # per level, the deltas (None for the input)
-    select_cost: list  # per layer, the selection's multiply-adds per sample
-    row_keys: np.ndarray
-    loss: np.ndarray
-
-
-class BlockScratch:
-    """Buffers of the column-blocked layers' kernels (``_block_kernels``) for up to
-    ``n_blocks`` blocks of ``width`` neurons, ``n_active`` of them active per
-    sample, inputs lists up to ``in_width`` long, ``n_levels`` levels and
-    ``batch_size`` rows. Everything written per block sits on pages of its own.
-    ``in_width`` counts the input lists of blocked layers past the first only:
-    no deltas are computed for the network's input."""
-
-    def __init__(self, n_blocks, width, n_active, in_width, n_levels, batch_size):
-        self.sizes = (n_blocks, width, n_active, in_width, n_levels, batch_size)
-        B = batch_size
-        # selection: each block's scores of every sample, its cut's bound, the
-        # scores it keeps above the blocks' least bound and their ids, and the
-        # ids of all neurons
-        self.scores = stacked_apart(n_blocks, B, width, np.float32)
-        self.bounds = _thread_scratch(n_blocks, B, np.float32)
-        self.kept = (stacked_apart(n_blocks, B, width, np.float32),
-                     stacked_apart(n_blocks, B, width, np.int32),
-                     _thread_scratch(n_blocks, B, np.int32))
-        self.all_ids = np.arange(n_blocks * width, dtype=np.int32)
-        # each level's runs of neurons per block, and their ids within the block
-        # (from the selection of the layer below)
-        self.block_ptr = np.zeros((n_levels, B, n_blocks + 1), np.int32)
-        self.local_ids = np.zeros((n_levels, B, n_active), np.int32)
-        self._cuts = {}
-        # backward: each block's share of the input deltas, unrounded (the
-        # one-matrix kernel sums in float64 too: float32 weights times numba's
-        # integer 0 start a float64 sum)
-        self.partial = _thread_scratch(n_blocks, B * in_width, np.float64)
-        # update: each block's (ids, deltas, counts) and compact gradient sums
-        self.lists = (stacked_apart(n_blocks, B, n_active, np.int32),
-                      stacked_apart(n_blocks, B, n_active, np.float32),
-                      _thread_scratch(n_blocks, B, np.int32))
-        n_columns = min(width, _kernels.COMPACT_MAX_COLUMNS)
-        n_words = _kernels.mark_words(n_columns)
-        slot = _thread_scratch(n_blocks, width, np.int32)
-        slot[:] = -1
-        self.compact = (slot, _thread_scratch(n_blocks, width + 1, np.int32),
-                        stacked_apart(n_blocks, B, n_columns, np.float32),
-                        stacked_apart(n_blocks, B, n_words, np.uint64),
-                        _thread_scratch(n_blocks, n_columns, np.float32),
-                        _thread_scratch(n_blocks, n_words, np.uint64))
-        self.union_sizes = np.zeros(n_blocks, np.int64)
-        # each worker's dense gradient row (a worker per block, _block_kernels)
-        self.grad = _thread_scratch(n_blocks, width, np.float32)
-        self.mark = _thread_scratch(n_blocks, width, np.uint8)
-        self.cols = _thread_scratch(n_blocks, width, np.int32)
-        # claims of the update's loop over blocks, a worker per block: a layer of
-        # n blocks takes the first n workers' (claims_for)
-        self._claims = _work_sharing.new_claims(n_blocks)
-
-    def claims_for(self, layer):
-        """Claims of ``layer``'s loops over its blocks (a ``BlockedLayer``)."""
-        return self._claims[: layer.layout.n_blocks * _work_sharing.CLAIM_STRIDE]
-
-    def update_scratch(self, layer):
-        """Scratch of the update kernels of ``layer`` (a ``BlockedLayer``): (grad, mark,
-        cols, lists, compact, union_sizes, claims)."""
-        return (self.grad, self.mark, self.cols, self.lists, self.compact, self.union_sizes,
-                self.claims_for(layer))
-
-    def runs(self, n_rows):
-        """Per level, (block_ptr, local_ids) of the first ``n_rows`` samples (made once
-        per batch size)."""
-        cuts = self._cuts.get(n_rows)
-        if cuts is None:
-            cuts = self._cuts[n_rows] = [(ptr[:n_rows], ids[:n_rows])
-                                         for ptr, ids in zip(self.block_ptr, self.local_ids)]
-        return cuts
-
-
-def compact_scratch(n_threads, batch_size, max_width, max_columns=_kernels.COMPACT_MAX_COLUMNS):
-    """Scratch of the update kernels' compact gradient sums (``_kernels._column_union``):
-    (slot, union_ids, dense_delta, dense_bits, acc_grad, acc_bits) for up to
-    ``batch_size`` samples, weight rows up to ``max_width`` long and batches
-    naming up to ``max_columns`` columns (0 turns the compact sums off); the
-    marks are bits, 64 columns to a word."""
-    n_columns = min(max_width, max_columns)
-    n_words = _kernels.mark_words(n_columns)
-    return (
-        np.full(max_width, -1, np.int32),
-        np.zeros(max_width + 1, np.int32),  # + 1: the branch-free append writes one past
-        np.zeros((batch_size, n_columns), np.float32),
-        np.zeros((batch_size, n_words), np.uint64),
-        _thread_scratch(n_threads, n_columns, np.float32),
-        _thread_scratch(n_threads, n_words, np.uint64),
-    )
-
-
-def input_width(X):
-    """Largest number of non-zeros in a row of X (the level-0 list width)."""
-    if isinstance(X, SparseRows):
-        return max(1, int(np.diff(X.indptr).max(initial=0)))
-    return max(1, X.shape[1])
-
-
 def forward_batch(network, ws, n_rows, seed, row_keys, timer=_NoTimer(), labels=None, blocks=None):
     """Select and compute every layer's active neurons for the batch in ``ws`` level 0.
 
@@ -466,7 +77,7 @@ def forward_batch(network, ws, n_rows, seed, row_keys, timer=_NoTimer(), labels=
                                     views.select_cost[i])
         if network.is_sparse(i):
             if network.n_selected(i) < network.n_active[i]:
-                _lsh.add_random(out_ids, out_cnt, network.n_active[i], network.layer_sizes[i + 1],
+                _select.add_random(out_ids, out_cnt, network.n_active[i], network.layer_sizes[i + 1],
                                 np.uint64(seed + i + 500), row_keys, ws.mark)
             if is_output and labels is not None:
                 targets, rows = labels
@@ -476,42 +87,6 @@ def forward_batch(network, ws, n_rows, seed, row_keys, timer=_NoTimer(), labels=
             compute_layer(network, i, levels[i], levels[i + 1], ws)
             timer.mark("forward")
     return levels
-
-
-def selection_computes_activations(network, i, mode):
-    """Does selecting layer i's neurons with ``mode`` give their activations too?
-
-    Exact selection of an input-major layer scores every neuron with a few
-    contiguous AXPYs; the chosen neurons' scores are their pre-activations, so
-    the forward pass need not compute them again (3 x 1000 at 0.05 on MNIST:
-    the forward pass was 11% of the fit). Not for the output layer, which gains
-    random negatives and true labels after the selection.
-    """
-    return mode == _lsh.SELECT_EXACT and not network.neuron_major[i] and i < network.n_layers - 1
-
-
-def grouped_dense_layers(network):
-    """The layers whose forward and backward passes run by input row
-    (``_kernels.forward_dense_grouped``): every neuron active, at most
-    ``GROUPED_MAX_WIDTH`` of them, after a neuron-major layer, whose forward
-    pass has grouped their input by id already. (After exactly scored neurons,
-    grouping did not pay: 3 x 1000 on MNIST, the output layer's two passes took
-    0.05-0.06 ms a batch by sample, 0.07-0.10 grouped, not counting the
-    grouping of their input, which they would need first.)"""
-    return [i for i in range(1, network.n_layers)
-            if not network.is_sparse(i) and network.neuron_major[i - 1]
-            and network.layer_sizes[i + 1] <= _kernels.GROUPED_MAX_WIDTH]
-
-
-def column_blocked_layers(network):
-    """The layers split into column blocks (``_blocks``): the exactly scored hidden layers."""
-    return [i for i, layout in enumerate(network.column_blocks) if layout is not None]
-
-
-def layers_stored_apart(network):
-    """The layers whose blocks training on several threads may store apart: those
-    of more than one block (a single block would run on one thread)."""
-    return [i for i in column_blocked_layers(network) if network.column_blocks[i].n_blocks > 1]
 
 
 def select_blocks(network, ws, i, inputs, outputs, blocks, cost):
@@ -534,7 +109,7 @@ def select_blocks(network, ws, i, inputs, outputs, blocks, cost):
 
 def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys, cost):
     """Write the n_select neurons of layer i that ``mode`` picks for each sample of
-    ``inputs`` into the id lists of ``outputs`` (see _lsh.select_active). Returns
+    ``inputs`` into the id lists of ``outputs`` (see _select.select_active). Returns
     whether it wrote their activations too (``selection_computes_activations``)."""
     in_ids, in_vals, in_cnt = inputs
     out_ids, out_vals, out_cnt = outputs
@@ -542,11 +117,11 @@ def select_layer(network, ws, i, inputs, outputs, mode, n_select, seed, row_keys
     ws.lists_changed(i + 1)
     hyperplanes, offsets, neuron_ids = network.tables(i)
     in_nnz = ws.nnz0[: in_cnt.shape[0]] if i == 0 else in_cnt
-    if i == 0 and ws.nonzeros is not None and mode in (_lsh.SELECT_LSH, _lsh.SELECT_RANDOM):
+    if i == 0 and ws.nonzeros is not None and mode in (_select.SELECT_LSH, _select.SELECT_RANDOM):
         # hashing skips zeros: the lists of non-zeros save a test per column
         # (selection 1.13x faster on MNIST); scoring modes keep the contiguous rows
         in_ids, in_vals, in_cnt = ws.nonzeros
-    _lsh.select_active(
+    _select.select_active(
         mode, in_ids, in_vals, in_cnt, in_nnz, network.kernel_weights(i), network.neuron_major[i],
         network.biases[i], hyperplanes, network.layer_sizes[i], network.K, network.L, offsets,
         neuron_ids, n_select, network.rerank_pool(i), network.n_probes, seed, row_keys, out_ids,
@@ -669,21 +244,6 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
                                              selecting, ws.pairs, ws.active, ws.selected)
     timer.mark("bookkeeping")
     return loss
-
-
-def flop_passes(network):
-    """How training counts multiply-adds: (dense ones per sample; per layer, the
-    passes over its (active input, active neuron) pairs; the layers whose
-    selection costs count). Passes: forward, weight gradient, and input deltas
-    past layer 0, less the forward pass where the selection's scores were it
-    (counted in the selection's cost)."""
-    passes = np.array([3 if i > 0 else 2 for i in range(network.n_layers)], np.int64)
-    dense = int(np.dot(passes, [W.size for W in network.weights]))
-    selecting = np.array([network.is_sparse(i) for i in range(network.n_layers)])
-    for i in np.flatnonzero(selecting):
-        if selection_computes_activations(network, i, network.selection[i]):
-            passes[i] -= 1
-    return dense, passes, selecting
 
 
 class TrainingRun:
@@ -874,53 +434,3 @@ class TrainingRun:
 
     def active_fraction(self):
         return self.active_sum / max(1, self.n_trained)
-
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-_BEYOND_FLOAT32 = ("Input X holds values beyond float32's range (about 3.4e38), in which "
-                   "HashMLPClassifier trains; scale the features first.")
-
-
-def check_sparse_indices(X):
-    """X, after checking that a CSR or CSC matrix's index arrays stay inside it:
-    the kernels (and SciPy's products) would read and write past the weights.
-    scipy's check_format is not used, as it changes the caller's matrix."""
-    if not sp.issparse(X):
-        return X
-    n_major, n_minor = X.shape if X.format == "csr" else X.shape[::-1]
-    indptr, indices = X.indptr, X.indices
-    if (len(indptr) != n_major + 1 or indptr[0] != 0 or indptr[-1] > len(indices)
-            or len(X.data) != len(indices) or (n_major and np.diff(indptr).min() < 0)):
-        raise ValueError(f"Input X is not a valid {X.format.upper()} matrix: its index pointer "
-                         "array does not match its shape, indices and values.")
-    used = indices[:indptr[-1]]
-    if used.size and (used.min() < 0 or used.max() >= n_minor):
-        axis = "column" if X.format == "csr" else "row"
-        raise ValueError(f"Input X is not a valid {X.format.upper()} matrix: its {axis} indices "
-                         f"must lie in [0, {n_minor}), got {used.min()} to {used.max()}.")
-    return X
-
-
-def kernel_input(X):
-    """Training input in the one layout the kernels compile for: float32, and
-    C-contiguous when dense, ``SparseRows`` when sparse."""
-    given = X
-    values = X.data if sp.issparse(X) else X
-    # validated input is finite, but float64 values can overflow float32; max and
-    # min allocate nothing (np.isfinite on the converted input took a byte per value)
-    if (values.dtype.kind == "f" and values.dtype != np.float32 and values.size
-            and max(values.max(), -values.min()) > _FLOAT32_MAX):
-        raise ValueError(_BEYOND_FLOAT32)
-    if not sp.issparse(X):
-        return np.ascontiguousarray(X, dtype=np.float32)
-    X = X.tocsr()
-    summed = not X.has_canonical_format
-    X = X.astype(np.float32, copy=False)  # which may sum the duplicates already
-    if not X.has_canonical_format:
-        # sorted and without duplicates: the kernels take a row with n_features
-        # entries for one listing every feature once, in order
-        X = X.copy() if X is given else X  # sum_duplicates works in place
-        X.sum_duplicates()
-    if summed and not np.isfinite(X.data).all():  # two entries summed past float32's range
-        raise ValueError(_BEYOND_FLOAT32)
-    return SparseRows(X.data, X.indices.astype(np.int32), X.indptr.astype(np.int64), X.shape)

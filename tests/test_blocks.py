@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 
-from sklearn_hashdl import HashMLPClassifier
+from sklearn_hashdl import HashMLPClassifier, _train
 from sklearn_hashdl._blocks import (PAGE_BYTES, ColumnBlocks, LayoutChooser, column_blocks,
                                     machine_cores, n_column_blocks)
-from sklearn_hashdl._lsh import SELECT_EXACT
+from sklearn_hashdl._inputs import Targets
+from sklearn_hashdl._layer_roles import column_blocked_layers
 from sklearn_hashdl._network import Network, active_counts, glorot_init
 from sklearn_hashdl._optim import SparseOptimizer
-from sklearn_hashdl import _train
-from sklearn_hashdl._train import Targets, Workspace, column_blocked_layers, train_batch
+from sklearn_hashdl._select import SELECT_EXACT
+from sklearn_hashdl._train import train_batch
+from sklearn_hashdl._workspace import Workspace
 
 SIZES = [30, 200, 150, 5]
 

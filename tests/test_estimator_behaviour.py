@@ -583,7 +583,7 @@ def test_values_beyond_float32_are_refused_before_training(digits):
 def test_checking_float32_input_allocates_nothing_of_its_size():
     import tracemalloc
 
-    from sklearn_hashdl._train import kernel_input
+    from sklearn_hashdl._inputs import kernel_input
 
     X = np.random.RandomState(0).rand(2000, 500).astype(np.float32)
     tracemalloc.start()

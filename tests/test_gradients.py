@@ -10,11 +10,14 @@ for every weight outside the active sets.
 import numpy as np
 import pytest
 
-from sklearn_hashdl._lsh import SELECT_EXACT, SELECT_LSH
+from sklearn_hashdl._blocks import ColumnBlocks, column_blocks
+from sklearn_hashdl._inputs import Targets
+from sklearn_hashdl._layer_roles import column_blocked_layers
 from sklearn_hashdl._network import Network, active_counts, glorot_init
 from sklearn_hashdl._optim import SparseOptimizer
-from sklearn_hashdl._blocks import ColumnBlocks, column_blocks
-from sklearn_hashdl._train import Targets, Workspace, column_blocked_layers, train_batch
+from sklearn_hashdl._select import SELECT_EXACT, SELECT_LSH
+from sklearn_hashdl._train import train_batch
+from sklearn_hashdl._workspace import Workspace
 
 ACT = {
     "tanh": np.tanh,

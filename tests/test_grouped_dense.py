@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from sklearn_hashdl import _kernels
-from sklearn_hashdl._lsh import SELECT_EXACT, SELECT_LSH
+from sklearn_hashdl._layer_roles import grouped_dense_layers
 from sklearn_hashdl._network import Network, active_counts, glorot_init
-from sklearn_hashdl._train import grouped_dense_layers
+from sklearn_hashdl._select import SELECT_EXACT, SELECT_LSH
 from sklearn_hashdl._work_sharing import new_claims
 
 N_IN, N_OUT, PER_ROW = 300, 7, 40

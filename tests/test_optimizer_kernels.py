@@ -17,7 +17,7 @@ import pytest
 
 from sklearn_hashdl import _kernels
 from sklearn_hashdl._optim import SparseOptimizer
-from sklearn_hashdl._train import _thread_scratch, compact_scratch
+from sklearn_hashdl._workspace import _thread_scratch, compact_scratch
 from sklearn_hashdl._work_sharing import new_claims
 
 N_ROWS, WIDTH = 4, 100

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from numba import njit
 
-from sklearn_hashdl import _lsh
+from sklearn_hashdl import _lsh, _select
 from sklearn_hashdl._network import Network, glorot_init, layer_codes
-from sklearn_hashdl._train import Workspace, select_layer
+from sklearn_hashdl._train import select_layer
+from sklearn_hashdl._workspace import Workspace
 
 N_IN, N_OUT, K_ACTIVE, BATCH = 30, 200, 12, 16
 
@@ -28,7 +29,7 @@ def _setup(mode, K=3, L=6, rerank_factor=100.0, seed=0):
     return net, ws, X
 
 
-def _select(net, ws, seed=7):
+def _selected_lists(net, ws, seed=7):
     inputs = (ws.ids[0], ws.vals[0], ws.cnt[0])
     outputs = (ws.ids[1], ws.vals[1], ws.cnt[1])
     select_layer(net, ws, 0, inputs, outputs, net.selection[0], K_ACTIVE, np.uint64(seed),
@@ -36,10 +37,10 @@ def _select(net, ws, seed=7):
     return [ws.ids[1][s, : ws.cnt[1][s]].copy() for s in range(BATCH)]
 
 
-@pytest.mark.parametrize("mode", list(_lsh.SELECTION_MODES))
+@pytest.mark.parametrize("mode", list(_select.SELECTION_MODES))
 def test_k_distinct_neurons_and_clean_scratch(mode):
-    net, ws, _ = _setup(_lsh.SELECTION_MODES[mode])
-    for chosen in _select(net, ws):
+    net, ws, _ = _setup(_select.SELECTION_MODES[mode])
+    for chosen in _selected_lists(net, ws):
         assert len(chosen) == K_ACTIVE
         assert len(np.unique(chosen)) == K_ACTIVE
         assert chosen.min() >= 0 and chosen.max() < N_OUT
@@ -48,17 +49,17 @@ def test_k_distinct_neurons_and_clean_scratch(mode):
 
 
 def test_exact_mode_returns_the_true_top_k():
-    net, ws, X = _setup(_lsh.SELECT_EXACT)
+    net, ws, X = _setup(_select.SELECT_EXACT)
     Z = X @ net.weights[0] + net.biases[0]
-    for s, chosen in enumerate(_select(net, ws)):
+    for s, chosen in enumerate(_selected_lists(net, ws)):
         expected = np.argsort(-Z[s])[:K_ACTIVE]
         np.testing.assert_array_equal(np.sort(chosen), np.sort(expected))
 
 
 def test_rerank_keeps_the_best_retrieved_candidates():
-    net, ws, X = _setup(_lsh.SELECT_LSH_RERANK, K=2, L=3)
+    net, ws, X = _setup(_select.SELECT_LSH_RERANK, K=2, L=3)
     Z = X @ net.weights[0] + net.biases[0]
-    chosen_sets = _select(net, ws)
+    chosen_sets = _selected_lists(net, ws)
     codes = _lsh.neuron_codes(net.weights[0], net.biases[0], net.hyperplanes[0], net.K, net.L)
     proj = np.hstack([X, np.ones((BATCH, 1), np.float32)]) @ net.hyperplanes[0]
     query = ((proj > 0).reshape(BATCH, net.L, net.K) << np.arange(net.K)).sum(axis=2)
@@ -72,25 +73,25 @@ def test_rerank_keeps_the_best_retrieved_candidates():
 
 
 def test_lsh_prefers_neurons_returned_by_more_tables():
-    net, ws, X = _setup(_lsh.SELECT_LSH, K=2, L=8)
+    net, ws, X = _setup(_select.SELECT_LSH, K=2, L=8)
     codes = _lsh.neuron_codes(net.weights[0], net.biases[0], net.hyperplanes[0], net.K, net.L)
     proj = np.hstack([X, np.ones((BATCH, 1), np.float32)]) @ net.hyperplanes[0]
     query = ((proj > 0).reshape(BATCH, net.L, net.K) << np.arange(net.K)).sum(axis=2)
-    for s, chosen in enumerate(_select(net, ws)):
+    for s, chosen in enumerate(_selected_lists(net, ws)):
         collisions = (codes == query[s]).sum(axis=1)
         rest = np.setdiff1d(np.arange(N_OUT), chosen)
         assert collisions[chosen].min() >= collisions[rest].max()
 
 
 def test_selection_is_reproducible_and_seeded():
-    net, ws, _ = _setup(_lsh.SELECT_RANDOM)
-    first, again, other = _select(net, ws, 1), _select(net, ws, 1), _select(net, ws, 2)
+    net, ws, _ = _setup(_select.SELECT_RANDOM)
+    first, again, other = _selected_lists(net, ws, 1), _selected_lists(net, ws, 1), _selected_lists(net, ws, 2)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
 def test_tables_hold_every_neuron_once_per_table():
-    net, _, _ = _setup(_lsh.SELECT_LSH)
+    net, _, _ = _setup(_select.SELECT_LSH)
     for t in range(net.L):
         assert net.offsets[0][t, -1] == N_OUT
         assert np.array_equal(np.sort(net.neuron_ids[0][t]), np.arange(N_OUT))
@@ -132,7 +133,7 @@ def test_neuron_codes_are_the_signs_of_the_projections_whatever_the_threads(monk
 
 
 def test_long_codes_are_hashed_into_a_table_sized_for_the_neurons():
-    net, ws, _ = _setup(_lsh.SELECT_LSH, K=20, L=4)
+    net, ws, _ = _setup(_select.SELECT_LSH, K=20, L=4)
     n_buckets = 1 << (int(np.ceil(np.log2(N_OUT))) + _lsh.SPARE_BUCKET_BITS)  # 2048, not 2**20
     assert net.offsets[0].shape == (net.L, n_buckets + 1)
     codes = _lsh.neuron_codes(net.weights[0], net.biases[0], net.hyperplanes[0], net.K, net.L)
@@ -146,7 +147,7 @@ def test_long_codes_are_hashed_into_a_table_sized_for_the_neurons():
             np.testing.assert_array_equal(np.sort(held), np.flatnonzero(buckets == c))
         # distinct codes rarely share a bucket: about 200 codes in 2048 buckets
         assert len(np.unique(buckets)) >= 0.8 * len(np.unique(codes[:, t]))
-    for row in _select(net, ws):
+    for row in _selected_lists(net, ws):
         assert len(np.unique(row)) == K_ACTIVE
 
 
@@ -172,11 +173,11 @@ def test_rehash_schedule_interval_grows():
 
 
 def test_multiprobe_reads_neighbouring_buckets():
-    net, ws, X = _setup(_lsh.SELECT_LSH_RERANK, K=4, L=2)
-    single = _select(net, ws)
+    net, ws, X = _setup(_select.SELECT_LSH_RERANK, K=4, L=2)
+    single = _selected_lists(net, ws)
     single_cost = ws.select_cost[0].copy()
     net.n_probes = 3
-    multi = _select(net, ws)
+    multi = _selected_lists(net, ws)
     # more buckets read per table, and never a worse best candidate
     assert np.all(ws.select_cost[0] >= single_cost) and np.any(ws.select_cost[0] > single_cost)
     Z = X @ net.weights[0] + net.biases[0]
@@ -269,13 +270,13 @@ def test_auto_selection_depends_on_layer_width():
 
     wide = AUTO_EXACT_MAX_WIDTH + 1
     modes = HashMLPClassifier(selection="auto")._selection_modes
-    exact, rerank, random = _lsh.SELECT_EXACT, _lsh.SELECT_LSH_RERANK, _lsh.SELECT_RANDOM
+    exact, rerank, random = _select.SELECT_EXACT, _select.SELECT_LSH_RERANK, _select.SELECT_RANDOM
     assert modes([5, AUTO_EXACT_MAX_WIDTH, wide, 10]) == [exact, rerank, exact]
     # a sparse output layer gets random negatives, see _selection_modes
     assert modes([5, 10, wide]) == [exact, random]
     sparse_output = HashMLPClassifier(sparse_layers="output")._selection_modes
     assert sparse_output([5, 10, 20]) == [exact, random]
-    assert HashMLPClassifier(selection="lsh")._selection_modes([5, 10, wide]) == [_lsh.SELECT_LSH] * 2
+    assert HashMLPClassifier(selection="lsh")._selection_modes([5, 10, wide]) == [_select.SELECT_LSH] * 2
 
 
 def test_hashed_prediction_matches_training_selection_and_is_row_deterministic():
@@ -481,7 +482,7 @@ def test_prediction_top_k_keeps_each_rows_k_largest(dtype):
     A = np.maximum(rng.randn(64, 500) - rng.rand(64, 1) * 3, 0).astype(dtype)
     for k in (1, 25, 499, 500, 600):
         kept = A.copy()
-        _lsh.keep_top_k_rows(kept, k)
+        _select.keep_top_k_rows(kept, k)
         kth = -np.sort(-A, axis=1)[:, min(k, 500) - 1 : min(k, 500)]
         np.testing.assert_array_equal(kept, np.where(A >= kth, A, 0))
         assert ((kept != 0).sum(axis=1) <= k).all()
@@ -492,7 +493,7 @@ def _top_k(scores, k, block_width=0):
     ids = np.arange(scores.shape[0]).astype(np.int32)
     row = np.zeros(k, np.int32)
     kept = np.zeros(scores.shape[0], np.int32)
-    n = _lsh._top_by_score(ids, scores.copy(), scores.shape[0], k, row, kept, block_width)
+    n = _select._top_by_score(ids, scores.copy(), scores.shape[0], k, row, kept, block_width)
     return row[:n]
 
 
@@ -527,7 +528,7 @@ def test_top_by_score_survives_nan_scores(block_width):
 def _grouped(picked, block_width, n_neurons):
     row = np.zeros(picked.shape[0], np.int32)
     order = np.zeros(picked.shape[0], np.int32)
-    _lsh._group_by_block(picked, picked.shape[0], block_width, n_neurons, row, order)
+    _select._group_by_block(picked, picked.shape[0], block_width, n_neurons, row, order)
     return row, order
 
 
@@ -542,9 +543,9 @@ def test_group_by_block_orders_by_block_and_a_whole_block_ascending():
 def test_exact_selection_gives_the_forward_pass_values():
     # an exactly scored hidden layer: the chosen neurons' scores are their
     # activations, so the forward pass is skipped; they must be what it computes
-    net, ws, X = _setup(_lsh.SELECT_EXACT)
+    net, ws, X = _setup(_select.SELECT_EXACT)
     assert not net.neuron_major[0]
-    chosen = _select(net, ws)
+    chosen = _selected_lists(net, ws)
     W, b = net.weights[0], net.biases[0]
     for s in range(BATCH):
         expected = np.maximum(X[s] @ W[:, chosen[s]] + b[chosen[s]], 0)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from numba import njit, prange
 
-from sklearn_hashdl._train import Workspace
+from sklearn_hashdl._workspace import Workspace
 from sklearn_hashdl._work_sharing import (CLAIM_STRIDE, mark_ready, n_workers, new_claims, next_chunk,
                                           reset_claims, share_ready, take_chunk)
 

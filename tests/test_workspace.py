@@ -8,7 +8,8 @@ import pytest
 from sklearn.datasets import make_classification
 
 from sklearn_hashdl import HashMLPClassifier
-from sklearn_hashdl._train import PAGE_BYTES, Workspace, _thread_scratch
+from sklearn_hashdl._blocks import PAGE_BYTES
+from sklearn_hashdl._workspace import Workspace, _thread_scratch
 
 
 def _fit(params, X, y):
