@@ -1,13 +1,14 @@
 """Where the milliseconds of one HashMLPClassifier fit go, kernel by kernel.
 
 Puts a timer around every numba kernel that the training loop calls (the
-functions of ``sklearn_hashdl._kernels``, ``._lsh`` and ``._block_kernels``), fits once on MNIST and
-prints milliseconds per batch for each kernel, split by the shape of its first
-argument (the weights, for the layer kernels), with its number of calls; the
-time outside the kernels (Python, and NumPy: set-up and the rehash's matrix
-product); and how many distinct rows each grouping of the batch touched on
-average (``invert_lists`` and ``invert_levels``: for a hidden level, the neurons whose weights and
-moments the update sweeps). The timers add about a microsecond per call.
+functions of ``sklearn_hashdl._kernels``, ``._lsh``, ``._select`` and
+``._block_kernels``), fits once on MNIST and prints milliseconds per batch for
+each kernel, split by the shape of its first argument (the weights, for the
+layer kernels), with its number of calls; the time outside the kernels (Python,
+and NumPy: set-up and the rehash's matrix product); and how many distinct rows
+each grouping of the batch touched on average (``invert_lists`` and
+``invert_levels``: for a hidden level, the neurons whose weights and moments the
+update sweeps). The timers add about a microsecond per call.
 Compare thread counts in one run with ``--n-jobs 1,2``.
 
     python benchmarks/profile_kernels.py --hidden 4096 --sparsity 0.02 --selection lsh --n-jobs 1,2
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from numba.core.registry import CPUDispatcher
 
-from sklearn_hashdl import HashMLPClassifier, _block_kernels, _kernels, _lsh
+from sklearn_hashdl import HashMLPClassifier, _block_kernels, _kernels, _lsh, _select
 from sklearn_hashdl.compare import load_dataset, timed, warm_up
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
@@ -91,7 +92,7 @@ def main(argv=None):
     for n_jobs in (int(n) for n in args.n_jobs.split(",")):
         model = HashMLPClassifier(hidden, sparsity=args.sparsity, selection=args.selection,
                                   batch_size=128, max_iter=1, random_state=0, n_jobs=n_jobs)
-        with KernelTimers([_kernels, _lsh, _block_kernels]) as timers:
+        with KernelTimers([_kernels, _lsh, _select, _block_kernels]) as timers:
             _, seconds = timed(model.fit, X, y)
         in_kernels = sum(timers.seconds.values())
         print(f"\nn_jobs={n_jobs}: fit {seconds / n_batches * 1e3:.3f}, in kernels "

@@ -172,7 +172,7 @@ def _block_lists(t, lists, n_rows):
 
 @njit(cache=True, inline="always")
 def _block_compact(t, compact):
-    """Block t's compact gradient sums (``_kernels.compact_scratch``, with a leading
+    """Block t's compact gradient sums (``_workspace.compact_scratch``, with a leading
     block axis on every array); the accumulators keep theirs: a worker sums into
     its own row of them, whichever block's row it takes."""
     return compact[0][t], compact[1][t], compact[2][t], compact[3][t], compact[4], compact[5]

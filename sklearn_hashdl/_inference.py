@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from ._inputs import kernel_input
-from ._lsh import content_keys
+from ._random import content_keys
 from ._select import keep_top_k_rows
 from ._train import forward_batch
 from ._workspace import Workspace

@@ -2,8 +2,9 @@
 the training targets as a sparse label matrix.
 
 Dense input becomes a C-contiguous float32 array, sparse input ``SparseRows``
-(float32 CSR with fixed index dtypes); both are checked first, since the kernels
-index without bounds checks.
+(float32 CSR with fixed index dtypes), by ``kernel_input``, which refuses values
+beyond float32's range. The kernels index without bounds checks, so callers run
+``check_sparse_indices`` on sparse input first.
 """
 
 from typing import NamedTuple

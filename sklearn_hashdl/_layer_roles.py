@@ -1,5 +1,5 @@
-"""Which path each layer of a network takes through training, and how training
-counts its multiply-adds against dense training of the same network."""
+"""Which path each layer of a network takes through training and hashed prediction,
+and how training counts its multiply-adds against dense training of the same network."""
 
 import numpy as np
 

@@ -15,41 +15,7 @@ when to rebuild them.
 import numpy as np
 from numba import njit, prange
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-@njit(cache=True, inline="always")
-def _next_random(state):
-    """splitmix64: returns (new state, 64 random bits)."""
-    state = state + _GOLDEN
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return state, z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True, inline="always")
-def _random_below(state, n):
-    """A random integer in [0, n) for n < 2**32: the high bits of 32 random bits
-    times n (a multiply and a shift, where a 64-bit modulo takes tens of cycles)."""
-    state, z = _next_random(state)
-    return state, np.int64(((z >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
-
-
-@njit(nogil=True, cache=True)
-def content_keys(ids, value_bits, cnt, keys):
-    """A 64-bit hash of each row's (index, value) pairs, so that a row's random
-    choices at prediction time depend on the row alone, not on its position.
-    Zero values are left out: a whole dense row lists them, a CSR row does not,
-    and both must draw the same choices."""
-    for s in range(cnt.shape[0]):
-        h = _GOLDEN
-        for p in range(cnt[s]):
-            if value_bits[s, p] & 0x7FFFFFFF == 0:  # +0.0 or -0.0
-                continue
-            word = (np.uint64(ids[s, p]) << np.uint64(32)) | np.uint64(value_bits[s, p])
-            h, _ = _next_random(h ^ word)
-        keys[s] = h | np.uint64(1)
+from ._random import GOLDEN
 
 
 def make_hyperplanes(random_state, n_inputs, K, L, mips=False):
@@ -143,7 +109,7 @@ def _bucket(code, shift):
     """The bucket of a code: itself, or the top bits of a multiplicative hash of it."""
     if shift == 0:
         return code
-    return np.int64((np.uint64(code) * _GOLDEN) >> np.uint64(shift))
+    return np.int64((np.uint64(code) * GOLDEN) >> np.uint64(shift))
 
 
 @njit(nogil=True, cache=True)

@@ -4,7 +4,8 @@
 input collides with most often in the layer's LSH tables (``_lsh``), optionally
 re-ranked by their exact pre-activation; every neuron ranked exactly; or random
 ones. ``add_random`` pads the lists with random negatives, and
-``keep_top_k_rows`` is the exact top-k of dense prediction.
+``keep_top_k_rows`` is the top-k of ``predict_mode='topk'``. The column-blocked
+layers' kernels (``_block_kernels``) reuse the top-k helpers here.
 """
 
 import numba
@@ -12,7 +13,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._kernels import DOT_MATH, _activate
-from ._lsh import _GOLDEN, _bucket, _bucket_shift, _next_random, _random_below
+from ._lsh import _bucket, _bucket_shift
+from ._random import GOLDEN, next_random, random_below
 from ._work_sharing import SAMPLE_CHUNK, n_workers, next_chunk, reset_claims
 
 
@@ -100,7 +102,7 @@ def _top_by_count(cand, n_cand, count, max_count, n_active, row, ties, hist, sta
         ties[n_ties] = j
         n_ties += count[j] == threshold
     for c in range(n_active - n_out):
-        state, r = _random_below(state, n_ties - c)
+        state, r = random_below(state, n_ties - c)
         pick = c + r
         ties[c], ties[pick] = ties[pick], ties[c]
         row[n_out] = ties[c]
@@ -361,8 +363,8 @@ def select_active(
         while first < stop:
             for s in range(first, stop):
                 row = out_ids[s]
-                state = np.uint64(seed) ^ (row_keys[s] * _GOLDEN)
-                state, _ = _next_random(state)
+                state = np.uint64(seed) ^ (row_keys[s] * GOLDEN)
+                state, _ = next_random(state)
                 n_cand = 0
                 work = 0
                 if mode == SELECT_EXACT:
@@ -413,7 +415,7 @@ def select_active(
                         _score_candidates(s, W, b, in_ids, in_vals, in_cnt, cand, n_cand, scores)
                         work += n_cand * in_nnz[s]
                     if block_width > 0:
-                        # exact: the cut's groups within blocks, as select_exact_blocks' are
+                        # exact: the cut's groups within blocks, as _block_kernels.select_exact_blocks' are
                         cut_blocks = block_width if mode == SELECT_EXACT else 0
                         n_out = _top_by_score(cand, scores, n_cand, n_active, pool_scratch[worker],
                                               tie_scratch[worker], cut_blocks)
@@ -443,8 +445,8 @@ def add_random(out_ids, out_cnt, n_total, n_neurons, seed, row_keys, mark_scratc
     only ever rise (each class is the true label of some samples).
     """
     for s in prange(out_cnt.shape[0]):
-        state = np.uint64(seed) ^ (row_keys[s] * _GOLDEN)
-        state, _ = _next_random(state)
+        state = np.uint64(seed) ^ (row_keys[s] * GOLDEN)
+        state, _ = next_random(state)
         out_cnt[s] = _pad_with_random(out_ids[s], out_cnt[s], n_total, n_neurons,
                                       mark_scratch[numba.get_thread_id()], state)
 
@@ -456,7 +458,7 @@ def _pad_with_random(row, n_out, n_active, n_neurons, mark, state):
         mark[row[c]] = 1
     tries = 0
     while n_out < n_active and tries < 4 * n_active:
-        state, j = _random_below(state, n_neurons)
+        state, j = random_below(state, n_neurons)
         tries += 1
         if mark[j] == 0:
             mark[j] = 1
@@ -464,7 +466,7 @@ def _pad_with_random(row, n_out, n_active, n_neurons, mark, state):
             n_out += 1
     if n_out < n_active:
         # dense request: walk from a random start instead of rejection sampling
-        state, start = _random_below(state, n_neurons)
+        state, start = random_below(state, n_neurons)
         for step in range(n_neurons):
             j = (start + step) % n_neurons
             if mark[j] == 0:

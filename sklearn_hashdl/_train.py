@@ -4,6 +4,8 @@
 a ``_workspace.Workspace``, and counts the multiply-adds done against those of
 dense training of the same network. ``TrainingRun`` is one fit call's loop over
 the batches, on one thread's kernels or on several, or asynchronously.
+``forward_batch``, ``select_layer`` and ``compute_layer`` also serve hashed
+prediction (``_inference``) and the selection's recall (``_diagnostics``).
 """
 
 import contextlib
@@ -19,6 +21,7 @@ import numpy as np
 from . import _block_kernels, _kernels, _select
 from ._blocks import LayoutChooser, column_blocks
 from ._inputs import input_width
+# called by these names (not through _layer_roles): benchmarks and tests replace them here
 from ._layer_roles import layers_stored_apart, selection_computes_activations
 from ._workspace import Workspace
 
@@ -57,7 +60,7 @@ def forward_batch(network, ws, n_rows, seed, row_keys, timer=_NoTimer(), labels=
 
     Returns the levels as (ids, values, counts) views; the last level holds the
     output logits. Layer i's selection costs go to ``ws.select_cost[i]``.
-    In training, ``labels`` = (Targets, batch rows): a sparse output layer then
+    In training, ``labels`` = (``_inputs.Targets``, batch rows): a sparse output layer then
     always includes each sample's true labels. ``blocks`` ({layer: BlockedLayer},
     from ``_blocks.column_blocks``) holds the layers whose blocks are stored apart.
     """
@@ -78,7 +81,7 @@ def forward_batch(network, ws, n_rows, seed, row_keys, timer=_NoTimer(), labels=
         if network.is_sparse(i):
             if network.n_selected(i) < network.n_active[i]:
                 _select.add_random(out_ids, out_cnt, network.n_active[i], network.layer_sizes[i + 1],
-                                np.uint64(seed + i + 500), row_keys, ws.mark)
+                                   np.uint64(seed + i + 500), row_keys, ws.mark)
             if is_output and labels is not None:
                 targets, rows = labels
                 _kernels.add_true_labels(out_ids, out_cnt, rows, targets.ptr, targets.ids, ws.mark)

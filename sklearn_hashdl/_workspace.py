@@ -1,10 +1,11 @@
-"""Every buffer of training and prediction, allocated once per fit or predict call
-(never per sample or per batch).
+"""The buffers of a training step and of hashed prediction, allocated once per fit
+or predict call (never per sample or per batch).
 
 ``Workspace`` holds the levels of a batch (its input, then each layer's active
 neurons and activations), the deltas, the inverted indexes and each thread's
 scratch; ``BlockScratch`` the buffers of the column-blocked layers' kernels.
-Whatever two threads write sits on pages of its own (see ``_thread_scratch``).
+Each thread's or block's scratch, and each level's ids and inverted index, start
+on pages of their own (``_thread_scratch``, ``_page_segments``).
 """
 
 from typing import NamedTuple
@@ -16,6 +17,16 @@ from . import _kernels, _work_sharing
 from ._blocks import PAGE_BYTES, stacked_apart
 from ._inputs import SparseRows
 from ._layer_roles import flop_passes, grouped_dense_layers
+
+
+class BatchViews(NamedTuple):
+    """A Workspace's buffers cut to one batch size (``Workspace.views``)."""
+
+    levels: list  # per level, (ids, values, counts)
+    delta: list  # per level, the deltas (None for the input)
+    select_cost: list  # per layer, the selection's multiply-adds per sample
+    row_keys: np.ndarray
+    loss: np.ndarray
 
 
 class Workspace:
@@ -74,7 +85,7 @@ class Workspace:
                                       np.int64).T.copy()
         self._n_touched = np.full(len(widths), -1, np.int64)  # -1: not grouped
         self._index_views = [self._index_arrays(level) for level in range(len(widths))]
-        # Visit touched rows last to first (see TrainingRun: asynchronous workers
+        # Visit touched rows last to first (see _train.TrainingRun: asynchronous workers
         # sweep the shared weights in opposite directions)
         self.descending = descending
         self.n_rows = 0  # rows in the levels, set by load_inputs
@@ -192,7 +203,7 @@ class Workspace:
             self._reverse_if_descending(todo)
 
     def _reverse_if_descending(self, levels):
-        """Asynchronous workers visit the touched rows last to first (see TrainingRun)."""
+        """Asynchronous workers visit the touched rows last to first (see _train.TrainingRun)."""
         if self.descending:
             for level in levels:
                 touched = self._touched[self._index_layout[level, _kernels.TOUCHED_AT]:]
@@ -263,16 +274,6 @@ def _thread_scratch(n_threads, width, dtype):
     # whole pages for the row, and a free one after it
     row_bytes = -(-width * itemsize // PAGE_BYTES) * PAGE_BYTES + PAGE_BYTES
     return _zeros_on_pages(n_threads * row_bytes // itemsize, dtype).reshape(n_threads, -1)
-
-
-class BatchViews(NamedTuple):
-    """A Workspace's buffers cut to one batch size (``Workspace.views``)."""
-
-    levels: list  # per level, (ids, values, counts)
-    delta: list  # per level, the deltas (None for the input)
-    select_cost: list  # per layer, the selection's multiply-adds per sample
-    row_keys: np.ndarray
-    loss: np.ndarray
 
 
 class BlockScratch:

@@ -983,11 +983,11 @@ def test_numpy_scalar_parameters_reuse_the_compiled_kernels(tmp_path):
     # cache another version of the selection kernels
     from numba.core.registry import CPUDispatcher
 
-    from sklearn_hashdl import _block_kernels, _kernels, _lsh, _work_sharing
+    from sklearn_hashdl import _block_kernels, _kernels, _lsh, _select, _work_sharing
 
     def compiled_versions():
         return {(module.__name__, name): len(kernel.signatures)
-                for module in (_kernels, _lsh, _block_kernels, _work_sharing)
+                for module in (_kernels, _lsh, _select, _block_kernels, _work_sharing)
                 for name, kernel in vars(module).items() if isinstance(kernel, CPUDispatcher)}
 
     X, y = load_digits(return_X_y=True)

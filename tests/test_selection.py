@@ -85,7 +85,8 @@ def test_lsh_prefers_neurons_returned_by_more_tables():
 
 def test_selection_is_reproducible_and_seeded():
     net, ws, _ = _setup(_select.SELECT_RANDOM)
-    first, again, other = _selected_lists(net, ws, 1), _selected_lists(net, ws, 1), _selected_lists(net, ws, 2)
+    first, again = _selected_lists(net, ws, 1), _selected_lists(net, ws, 1)
+    other = _selected_lists(net, ws, 2)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
