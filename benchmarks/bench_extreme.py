@@ -136,7 +136,8 @@ def main():
         return 0
     warm_up()
     settings = {  # hidden sizes, hashed configurations
-        "20news": ((256,), [dict(sparsity=0.05), dict(sparsity=0.25), dict(sparsity=1.0)]),
+        "20news": ((256,), [dict(sparsity=0.05, min_active=1), dict(sparsity=0.05), dict(sparsity=0.25),
+                            dict(sparsity=1.0)]),
         "bibtex": ((256,), [dict(sparsity=0.1, sparse_layers="output"),
                             dict(sparsity=0.1, sparse_layers="output", multilabel_loss="softmax"),
                             dict(sparsity=0.1, sparse_layers="output", selection="exact"),

@@ -67,7 +67,7 @@ _PREDICTION_NETWORKS = weakref.WeakKeyDictionary()
 
 # parameters that shape the network predict_mode='hashed' selects through
 _SELECTION_PARAMS = (
-    "activation", "K", "L", "hash_function", "sparsity", "sparse_layers", "selection",
+    "activation", "K", "L", "hash_function", "sparsity", "min_active", "sparse_layers", "selection",
     "rerank_factor", "n_probes",
 )
 
@@ -162,7 +162,8 @@ def _asynchronous_workers(asynchronous):
 class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     """Multi-layer perceptron classifier trained sparsely with locality-sensitive hashing.
 
-    Each hidden layer keeps, per sample, only ``ceil(sparsity * n)`` neurons: with
+    Each hidden layer keeps, per sample, only ``ceil(sparsity * n)`` of its ``n``
+    neurons (at least ``min_active``, all of a narrower layer): with
     ``selection='lsh'``, the ones that collide most often with the sample's input
     in ``L`` SimHash tables of ``K`` bits (Spring & Shrivastava, KDD 2017); by
     default (``'auto'``), layers of up to 16384 neurons take the exact top-k of
@@ -218,6 +219,15 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     sparsity : float in (0, 1], default=0.05
         Fraction of each sparse layer's neurons active per sample. 1.0 trains
         the dense network (no hashing).
+    min_active : int >= 1, default=32
+        Fewest neurons a sparse hidden layer keeps active per sample (every
+        neuron of a layer no wider): the fraction ``sparsity`` of a small layer
+        is too few to learn from (MLPClassifier's default of 100 neurons at
+        0.05 would keep 5; on iris that scored 0.76 against MLPClassifier's
+        0.97, and 0.97 with 32: benchmarks/bench_small_sets.py). Wide layers
+        keep ``ceil(sparsity * n)`` (50 of 1000 at 0.05). A sparse output
+        layer is not held to it; 1 keeps exactly ``ceil(sparsity * n)``
+        everywhere.
     sparse_layers : {'auto', 'hidden', 'output', 'both'}, default='auto'
         Which layers keep only ``sparsity`` of their neurons per sample.
         'hidden': every hidden layer, the output layer stays dense. 'output':
@@ -261,8 +271,8 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     rehash_growth : float >= 1, default=1.1
         Each rebuild multiplies the interval by this factor.
     predict_mode : {'topk', 'hashed', 'dense', 'auto'}, default='topk'
-        'topk' keeps each hidden layer's ``ceil(sparsity * n)`` largest
-        activations per row, computed exactly and densely; 'dense' keeps all
+        'topk' keeps each hidden layer's largest activations per row, as many
+        as training kept, computed exactly and densely; 'dense' keeps all
         (a network trained sparsely never saw that, and scores worse);
         'hashed' picks them as training did (the fit's counts, selection
         strategy and hash tables, rebuilt from the final weights; a K or L set
@@ -335,6 +345,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         "K": [Interval(Integral, 1, 24, closed="both")],
         "L": [Interval(Integral, 1, None, closed="left")],
         "sparsity": [Interval(Real, 0, 1, closed="right")],
+        "min_active": [Interval(Integral, 1, None, closed="left")],
         "sparse_layers": [StrOptions({"auto", "hidden", "output", "both"})],
         "multilabel_loss": [StrOptions({"logistic", "softmax"})],
         "hash_function": [StrOptions({"srp", "srp_mips"})],
@@ -377,6 +388,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         K=6,
         L=10,
         sparsity=0.05,
+        min_active=32,
         sparse_layers="auto",
         multilabel_loss="logistic",
         hash_function="srp",
@@ -414,6 +426,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         self.K = K
         self.L = L
         self.sparsity = sparsity
+        self.min_active = min_active
         self.sparse_layers = sparse_layers
         self.multilabel_loss = multilabel_loss
         self.hash_function = hash_function
@@ -706,7 +719,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         if which == "auto":
             which = "both" if layer_sizes[-1] >= AUTO_SPARSE_OUTPUT_MIN_WIDTH else "hidden"
         return active_counts(layer_sizes, _number(self.sparsity), sparse_hidden=which in ("hidden", "both"),
-                             sparse_output=which in ("output", "both"))
+                             sparse_output=which in ("output", "both"), min_hidden=int(self.min_active))
 
     def _selection_modes(self, layer_sizes):
         """The selection kernel mode of each layer ('auto' decides by width).

@@ -20,17 +20,17 @@ from ._blocks import ColumnBlocks
 from ._kernels import ACTIVATION_CODES, transpose_into
 
 
-def active_counts(layer_sizes, sparsity, sparse_hidden=True, sparse_output=False):
+def active_counts(layer_sizes, sparsity, sparse_hidden=True, sparse_output=False, min_hidden=1):
     """Neurons kept per sample in each layer: ceil(sparsity * n) where the layer is
-    sparse, all n where it is dense.
+    sparse, but at least ``min_hidden`` in a hidden layer; all n where it is dense.
 
     A sparse output layer also trains each sample's true labels (added on top).
     """
-    def kept(n, sparse):
+    def kept(n, sparse, at_least=1):
         # rounded first: 0.07 * 100 is 7.000000000000001 in floating point
-        return min(n, max(1, math.ceil(round(sparsity * n, 9)))) if sparse else n
+        return min(n, max(at_least, math.ceil(round(sparsity * n, 9)))) if sparse else n
 
-    hidden = [kept(n, sparse_hidden) for n in layer_sizes[1:-1]]
+    hidden = [kept(n, sparse_hidden, min_hidden) for n in layer_sizes[1:-1]]
     return hidden + [kept(layer_sizes[-1], sparse_output)]
 
 

@@ -19,7 +19,7 @@ from sklearn_hashdl import HashMLPClassifier, _train
 
 TWO_THREADS = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                                  reason="needs 2 numba threads (NUMBA_NUM_THREADS)")
-PARAMS = dict(hidden_layer_sizes=(256,), sparsity=0.1, rehash_interval=3, max_iter=4,
+PARAMS = dict(hidden_layer_sizes=(256,), sparsity=0.1, min_active=1, rehash_interval=3, max_iter=4,
               batch_size=50, random_state=0)
 
 
@@ -100,7 +100,7 @@ def test_two_threads_on_sparse_input_and_a_hashed_output_layer(async_rounds):
     X, Y = make_multilabel_classification(n_samples=600, n_features=60, n_classes=40,
                                           n_labels=3, random_state=0)
     X = sp.csr_matrix(X / X.max())
-    params = dict(hidden_layer_sizes=(64,), sparsity=0.2, sparse_layers="both", max_iter=3,
+    params = dict(hidden_layer_sizes=(64,), sparsity=0.2, min_active=1, sparse_layers="both", max_iter=3,
                   batch_size=40, random_state=0, learning_rate_init=0.01)
     sync = quiet_fit(HashMLPClassifier(**params, n_jobs=2), X, Y)
     hogwild = quiet_fit(HashMLPClassifier(**params, n_jobs=2, asynchronous=True), X, Y)
@@ -174,6 +174,6 @@ def test_batches_of_all_zero_rows(sparse_input):
     X = rng.rand(200, 20) * (rng.rand(200, 1) > 0.3)
     y = rng.randint(0, 3, 200)
     X = sp.csr_matrix(X) if sparse_input else X
-    model = quiet_fit(HashMLPClassifier((32,), sparsity=0.25, batch_size=2, max_iter=2,
+    model = quiet_fit(HashMLPClassifier((32,), min_active=1, sparsity=0.25, batch_size=2, max_iter=2,
                                         random_state=0, n_jobs=2, asynchronous=True), X, y)
     assert all(np.isfinite(W).all() for W in model.coefs_)

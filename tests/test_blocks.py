@@ -268,8 +268,8 @@ def test_an_interrupt_while_joining_blocks_fails_the_call_and_keeps_the_model(mo
 def test_an_interrupt_between_batches_keeps_the_training_done(monkeypatch):
     X, y = make_classification(n_samples=300, n_features=40, n_informative=20, n_classes=3,
                                random_state=0)
-    model = HashMLPClassifier(hidden_layer_sizes=(64,), max_iter=5, batch_size=32, random_state=0,
-                              n_jobs=1)
+    model = HashMLPClassifier(hidden_layer_sizes=(64,), min_active=1, max_iter=5, batch_size=32,
+                              random_state=0, n_jobs=1)
     train_batch, batches = _train.TrainingRun._train_batch, []
 
     def interrupted(run, rows, apart=None):

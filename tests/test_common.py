@@ -21,10 +21,11 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 CONFIGURATIONS = [
-    HashMLPClassifier(random_state=0),  # defaults: hidden (100,), 5% active
+    HashMLPClassifier(random_state=0),  # defaults: hidden (100,), 32 active (min_active)
     # the paper's hashed selection, predicting through the same tables
     HashMLPClassifier(selection="lsh", K=4, predict_mode="hashed", random_state=0),
-    HashMLPClassifier(hidden_layer_sizes=(64, 32), sparsity=0.25, K=4, L=8, solver="sgd",
+    # small sparse layers, 16 and 8 active
+    HashMLPClassifier(hidden_layer_sizes=(64, 32), sparsity=0.25, min_active=1, K=4, L=8, solver="sgd",
                       activation="tanh", learning_rate_init=0.05, random_state=0),
     # every neuron active: the dense path (early stopping is left out because,
     # as in MLPClassifier, partial_fit refuses it)

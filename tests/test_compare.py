@@ -57,7 +57,7 @@ def test_selection_recall_brackets_the_references():
     X_train, y_train, X_test, _ = load_dataset("digits")
     recalls = {}
     for selection in ("exact", "random", "lsh_rerank"):
-        model = HashMLPClassifier((200,), sparsity=0.1, max_iter=3, random_state=0, K=3,
+        model = HashMLPClassifier((200,), min_active=1, sparsity=0.1, max_iter=3, random_state=0, K=3,
                                   selection=selection).fit(X_train, y_train)
         recalls[selection] = selection_recall(model, X_test)[0]
     assert recalls["exact"] == 1.0
@@ -290,6 +290,17 @@ def test_bench_small_sets_runs_short_on_real_data(capsys):
     out = capsys.readouterr().out
     assert out.count("HashMLP sparsity 0.25, lr 0.003") == 2
     assert "balanced" in out and "micro-F1" in out
+
+
+def test_bench_small_sets_compares_min_active_on_scikit_learns_sets(capsys):
+    bench = _load_benchmark("bench_small_sets")
+    assert bench.parse_variants("0.05@0.001@1,0.2@0.003") == [(0.05, 0.001, 1), (0.2, 0.003, None)]
+    assert bench.main(["--sets", "iris,digits", "--hidden", "100", "--epochs", "2",
+                       "--variants", "0.05@0.001@1,0.05@0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "iris (112 train rows, 4 features)" in out and "digits (1347 train rows" in out
+    assert out.count("HashMLP sparsity 0.05, lr 0.001, 5 active") == 2
+    assert out.count("HashMLP sparsity 0.05, lr 0.001, 32 active") == 2
 
 
 @pytest.mark.skipif(machine_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,

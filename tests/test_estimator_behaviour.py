@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from sklearn.datasets import load_digits, make_classification, make_multilabel_classification
+from sklearn.datasets import load_digits, load_iris, make_classification, make_multilabel_classification
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -27,7 +27,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn_hashdl import HashMLPClassifier
 
 # a hashed (64,) layer keeping ceil(0.2 * 64) = 13 neurons per sample
-SMALL = dict(hidden_layer_sizes=(64,), sparsity=0.2, K=3, L=8, max_iter=3, random_state=0)
+# min_active=1: the small layer keeps its sparsity's share (13 of 64), not the default 32
+SMALL = dict(hidden_layer_sizes=(64,), sparsity=0.2, min_active=1, K=3, L=8, max_iter=3, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -597,7 +598,7 @@ def test_checking_float32_input_allocates_nothing_of_its_size():
 
 def test_diverging_training_reports_a_finite_loss():
     X, y = make_classification(200, 10, random_state=0)  # weights stay within float32
-    model = HashMLPClassifier((20,), solver="sgd", learning_rate_init=1e10, max_iter=3,
+    model = HashMLPClassifier((20,), min_active=1, solver="sgd", learning_rate_init=1e10, max_iter=3,
                               random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # the L2 term once overflowed float32
@@ -630,6 +631,8 @@ def test_predict_before_fit(digits):
         ({"sparsity": 0}, "sparsity"),
         ({"sparsity": 1.5}, "sparsity"),
         ({"sparsity": -0.1}, "sparsity"),
+        ({"min_active": 0}, "min_active"),
+        ({"min_active": 2.5}, "min_active"),
         ({"K": 0}, "'K'"),
         ({"L": 0}, "'L'"),
         ({"activation": "bad"}, "activation"),
@@ -847,7 +850,7 @@ def test_same_random_state_same_model_other_seed_other_model(digits):
 def test_thread_count_does_not_change_the_model(digits, selection):
     X, y = digits
     X, y = X[:600], y[:600]  # few batches: a parallel region stalls on a busy 2-core box
-    params = dict(hidden_layer_sizes=(256, 32), sparsity=0.1, selection=selection,
+    params = dict(hidden_layer_sizes=(256, 32), sparsity=0.1, min_active=1, selection=selection,
                   rehash_interval=3, max_iter=2, batch_size=100)
     one = quiet_fit(make(n_jobs=1, **params), X, y)
     two = quiet_fit(make(n_jobs=2, **params), X, y)
@@ -917,6 +920,36 @@ def test_a_whole_sparsity_times_width_keeps_that_many_neurons(digits):
     for sparsity, kept in ((0.07, 7), (0.14, 14), (0.55, 55)):
         model = quiet_fit(make(hidden_layer_sizes=(100,), sparsity=sparsity, max_iter=1), X[:300], y[:300])
         assert model._n_active[0] == kept
+
+
+def test_min_active_sets_the_fewest_neurons_of_a_sparse_hidden_layer():
+    X, y = make_classification(300, 20, n_informative=8, n_classes=3, random_state=0)
+    counts = {}
+    for min_active in (1, 32, 10**6):
+        model = quiet_fit(HashMLPClassifier((100, 1000), sparsity=0.05, min_active=min_active, max_iter=1,
+                                            random_state=0), X, y)
+        counts[min_active] = model._n_active.tolist()
+    # 5 and 50 by sparsity; at least min_active, at most the layer; the output stays dense
+    assert counts == {1: [5, 50, 3], 32: [32, 50, 3], 10**6: [100, 1000, 3]}
+    assert HashMLPClassifier().min_active == 32
+    # a sparse output layer keeps its share: 5 of 50 classes plus the true labels
+    Y = np.random.RandomState(0).rand(300, 50) < 0.05
+    model = quiet_fit(HashMLPClassifier((64,), sparse_layers="both", sparsity=0.1, max_iter=1,
+                                        random_state=0), X, Y)
+    assert model._n_active.tolist() == [32, 5]
+
+
+def test_default_small_network_scores_as_mlpclassifier_on_iris():
+    # MLPClassifier's default 100 neurons at sparsity 0.05 would keep 5 per sample,
+    # too few to learn iris from (0.76 at min_active=1 on this split, 0.97 at 32)
+    X, y = load_iris(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, stratify=y, random_state=0)
+    scaler = StandardScaler().fit(X_train)
+    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    dense = quiet_fit(MLPClassifier(random_state=0), X_train, y_train).score(X_test, y_test)
+    sparse = quiet_fit(HashMLPClassifier(random_state=0), X_train, y_train)
+    assert sparse._n_active.tolist() == [32, 3]
+    assert sparse.score(X_test, y_test) >= dense - 0.03
 
 
 def test_asynchronous_fits_are_tagged_non_deterministic():
@@ -997,7 +1030,8 @@ def test_numpy_scalar_parameters_reuse_the_compiled_kernels(tmp_path):
         for solver in ("adam", "sgd"):
             for selection in ("lsh", "lsh_rerank", "exact", "random"):
                 model = HashMLPClassifier(
-                    hidden_layer_sizes=(integer(40),), selection=selection, solver=solver, K=integer(5),
+                    hidden_layer_sizes=(integer(40),), min_active=integer(1), selection=selection,
+                    solver=solver, K=integer(5),
                     L=integer(4), n_probes=integer(2), sparsity=real(0.2), sparse_layers="both",
                     alpha=real(1e-4), learning_rate_init=real(1e-3), beta_1=real(0.9), beta_2=real(0.999),
                     epsilon=real(1e-8), momentum=real(0.9), rerank_factor=real(3.0),
@@ -1015,7 +1049,7 @@ def test_numpy_scalar_parameters_reuse_the_compiled_kernels(tmp_path):
     fit_and_predict(np.int32, np.float32)
     assert compiled_versions() == versions
     # nor do a memory-mapped model's read-only hash tables
-    model = quiet_fit(HashMLPClassifier(hidden_layer_sizes=(40,), selection="lsh", max_iter=2,
+    model = quiet_fit(HashMLPClassifier(hidden_layer_sizes=(40,), min_active=1, selection="lsh", max_iter=2,
                                         random_state=0, n_jobs=1, predict_mode="hashed"), X, y)
     path = tmp_path / "model.joblib"
     joblib.dump(model, path)
@@ -1063,7 +1097,8 @@ def test_sparse_matrices_with_indices_outside_them_are_refused(corrupt):
 
     X, y = make_classification(n_samples=120, n_features=20, random_state=0)
     X[np.abs(X) < 0.7] = 0
-    model = quiet_fit(HashMLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0), X, y)
+    model = quiet_fit(HashMLPClassifier(hidden_layer_sizes=(16,), min_active=1, max_iter=2, random_state=0),
+                      X, y)
     bad = sp.csc_matrix(X) if corrupt == "csc row" else sp.csr_matrix(X)
     if corrupt == "indptr":
         bad.indptr[3] = bad.indptr[4] + 1  # decreasing

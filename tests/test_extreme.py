@@ -43,10 +43,10 @@ def test_hashed_output_layer_learns_many_classes(selection):
 def test_auto_hashes_the_output_layer_from_a_width(monkeypatch):
     X, y, _, _ = _many_classes(n_classes=50, rows_per_class=3)
     monkeypatch.setattr(_classifier, "AUTO_SPARSE_OUTPUT_MIN_WIDTH", 50)
-    clf = HashMLPClassifier((20,), sparsity=0.2, max_iter=2, random_state=0).fit(X, y)
+    clf = HashMLPClassifier((20,), min_active=1, sparsity=0.2, max_iter=2, random_state=0).fit(X, y)
     assert clf._n_active.tolist() == [4, 10]
     monkeypatch.setattr(_classifier, "AUTO_SPARSE_OUTPUT_MIN_WIDTH", 51)
-    clf = HashMLPClassifier((20,), sparsity=0.2, max_iter=2, random_state=0).fit(X, y)
+    clf = HashMLPClassifier((20,), min_active=1, sparsity=0.2, max_iter=2, random_state=0).fit(X, y)
     assert clf._n_active.tolist() == [4, 50]
     clf.set_params(sparse_layers="both").fit(X, y)
     assert clf._n_active.tolist() == [4, 10]
@@ -57,8 +57,9 @@ def test_auto_hashes_the_output_layer_from_a_width(monkeypatch):
 def test_prediction_in_small_chunks_equals_one_chunk(monkeypatch):
     X, y, X_test, _ = _many_classes(n_classes=100, rows_per_class=3)
     for mode in ("topk", "hashed"):
-        clf = HashMLPClassifier((32,), sparse_layers="both", sparsity=0.1, selection="lsh_rerank",
-                                predict_mode=mode, max_iter=3, random_state=0).fit(X, y)
+        clf = HashMLPClassifier((32,), min_active=1, sparse_layers="both", sparsity=0.1,
+                                selection="lsh_rerank", predict_mode=mode, max_iter=3,
+                                random_state=0).fit(X, y)
         whole = clf.predict_proba(X_test)
         monkeypatch.setattr(_inference, "CHUNK_ELEMENTS", 300)  # 3 rows per chunk
         np.testing.assert_allclose(clf.predict_proba(X_test), whole, rtol=1e-6)
@@ -150,7 +151,7 @@ def test_a_label_listed_twice_in_a_sparse_y_is_one_label(sparse_layers):
     Y_twice = sp.csr_matrix((np.repeat(Y.data, 2), np.repeat(Y.indices, 2), Y.indptr * 2),
                             shape=Y.shape)
     assert not Y_twice.has_canonical_format
-    params = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0, n_jobs=1,
+    params = dict(hidden_layer_sizes=(16,), min_active=1, max_iter=5, random_state=0, n_jobs=1,
                   multilabel_loss="softmax", sparse_layers=sparse_layers, sparsity=0.5)
     once = HashMLPClassifier(**params).fit(X, Y)
     twice = HashMLPClassifier(**params).fit(X, Y_twice)
@@ -169,7 +170,7 @@ def test_a_uint8_indicator_of_many_labels_trains_as_int64(sparse):
     Y = (rng.rand(300, 300) < 0.05).astype(np.uint8)
     if sparse:
         Y = sp.csr_matrix(Y)
-    params = dict(hidden_layer_sizes=(16,), max_iter=2, random_state=0, n_jobs=1)
+    params = dict(hidden_layer_sizes=(16,), min_active=1, max_iter=2, random_state=0, n_jobs=1)
     small = HashMLPClassifier(**params).fit(X, Y)
     wide = HashMLPClassifier(**params).fit(X, Y.astype(np.int64))
     for a, b in zip(small.coefs_, wide.coefs_):
@@ -183,5 +184,6 @@ def test_a_uint8_indicator_of_many_labels_trains_as_int64(sparse):
 def test_sparse_column_vector_target():
     X, y, _, _ = _many_classes(n_classes=10, rows_per_class=4)
     with pytest.warns(Warning, match="column-vector"):
-        clf = HashMLPClassifier((8,), max_iter=2, random_state=0).fit(X, sp.csr_matrix(y[:, None]))
+        clf = HashMLPClassifier((8,), min_active=1, max_iter=2, random_state=0)
+        clf.fit(X, sp.csr_matrix(y[:, None]))
     np.testing.assert_array_equal(clf.classes_, np.unique(y))

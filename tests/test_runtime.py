@@ -18,7 +18,7 @@ from sklearn_hashdl._runtime import threading_layer
 def _fit_and_score(seed):
     rng = np.random.RandomState(0)
     X, y = rng.rand(200, 20).astype(np.float32), rng.randint(0, 3, 200)
-    model = HashMLPClassifier((64,), max_iter=1, random_state=seed)
+    model = HashMLPClassifier((64,), min_active=1, max_iter=1, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning
         model.fit(X, y)
@@ -55,8 +55,8 @@ def test_a_worker_forked_after_the_kernels_ran_fails_clearly_instead_of_hanging(
     X, y = rng.rand(200, 20).astype(np.float32), rng.randint(0, 3, 200)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning
-        topk = HashMLPClassifier((64,), max_iter=1, random_state=0).fit(X, y)
-        hashed = HashMLPClassifier((64,), selection="lsh", predict_mode="hashed", max_iter=1,
+        topk = HashMLPClassifier((64,), min_active=1, max_iter=1, random_state=0).fit(X, y)
+        hashed = HashMLPClassifier((64,), min_active=1, selection="lsh", predict_mode="hashed", max_iter=1,
                                    random_state=0).fit(X, y)
     with multiprocessing.get_context("fork").Pool(1) as pool:
         fitted = pool.apply_async(_fit_and_score, (1,))
@@ -89,7 +89,7 @@ def test_threads_share_the_workqueue_layer_one_call_at_a_time():
         X, y = rng.rand(300, 20).astype(np.float32), rng.randint(0, 3, 300)
 
         def fit(seed):
-            return HashMLPClassifier((256,), selection="lsh", predict_mode="hashed", max_iter=2,
+            return HashMLPClassifier((256,), min_active=1, selection="lsh", predict_mode="hashed", max_iter=2,
                                      random_state=seed, n_jobs=2).fit(X, y)
 
         with ThreadPoolExecutor(4) as pool:
@@ -118,7 +118,8 @@ def test_a_process_forked_while_another_thread_fits_can_fit_under_workqueue():
         X, y = rng.rand(20000, 50).astype(np.float32), rng.randint(0, 3, 20000)
 
         def fit(rows):
-            HashMLPClassifier((256,), max_iter=1, batch_size=32, random_state=0).fit(X[:rows], y[:rows])
+            HashMLPClassifier((256,), min_active=1, max_iter=1, batch_size=32,
+                              random_state=0).fit(X[:rows], y[:rows])
 
         fit(100)  # the layer starts
         busy = threading.Thread(target=fit, args=(20000,))

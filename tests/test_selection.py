@@ -160,7 +160,7 @@ def test_a_model_with_long_codes_stays_small():
     from sklearn_hashdl import HashMLPClassifier
 
     X, y = load_digits(return_X_y=True)
-    model = HashMLPClassifier((50,), selection="lsh", K=24, L=10, max_iter=2,
+    model = HashMLPClassifier((50,), min_active=1, selection="lsh", K=24, L=10, max_iter=2,
                               random_state=0).fit(X / 16, y)
     assert len(pickle.dumps(model)) < 1_000_000  # 2**24 buckets per table took 671 MB
     # 50 neurons rarely share a 24-bit code: selection is mostly random padding
@@ -196,7 +196,7 @@ def test_probes_past_every_bit_and_a_huge_rerank_factor_change_nothing():
 
     X, y = load_digits(return_X_y=True)
     X, y = X[:300] / 16, y[:300]
-    params = dict(hidden_layer_sizes=(32,), selection="lsh_rerank", K=6, max_iter=2, n_jobs=1,
+    params = dict(hidden_layer_sizes=(32,), min_active=1, selection="lsh_rerank", K=6, max_iter=2, n_jobs=1,
                   random_state=0)
     with pytest.warns(Warning):  # ConvergenceWarning
         reference = HashMLPClassifier(n_probes=7, rerank_factor=100.0, **params).fit(X, y)
@@ -215,7 +215,7 @@ def test_K_and_L_change_nothing_without_tables(selection):
 
     X, y = load_digits(return_X_y=True)
     X, y = X[:300] / 16, y[:300]
-    params = dict(hidden_layer_sizes=(32,), selection=selection, max_iter=2, n_jobs=1,
+    params = dict(hidden_layer_sizes=(32,), min_active=1, selection=selection, max_iter=2, n_jobs=1,
                   random_state=0)
     with pytest.warns(Warning):  # ConvergenceWarning
         reference = HashMLPClassifier(**params).fit(X, y)
@@ -235,7 +235,7 @@ def test_tables_are_drawn_anew_when_K_and_L_change_but_not_their_product():
 
     X, y = load_digits(return_X_y=True)
     X, y = X[:300] / 16, y[:300]
-    model = HashMLPClassifier(hidden_layer_sizes=(64,), selection="lsh", K=6, L=10, max_iter=1,
+    model = HashMLPClassifier(hidden_layer_sizes=(64,), min_active=1, selection="lsh", K=6, L=10, max_iter=1,
                               n_jobs=1, random_state=0)
     with pytest.warns(Warning):  # ConvergenceWarning
         model.fit(X, y)
@@ -287,13 +287,13 @@ def test_hashed_prediction_matches_training_selection_and_is_row_deterministic()
 
     X, y = load_digits(return_X_y=True)
     X = X / 16
-    model = HashMLPClassifier((300,), selection="lsh", K=4, max_iter=5, random_state=0,
+    model = HashMLPClassifier((300,), min_active=1, selection="lsh", K=4, max_iter=5, random_state=0,
                               predict_mode="hashed").fit(X, y)
     full = model.predict_proba(X)
     np.testing.assert_array_equal(model.predict_proba(X[40:57]), full[40:57])
     np.testing.assert_array_equal(model.predict_proba(X[::-1]), full[::-1])
     # the same rows through the sparse kernels with exact selection equal top-k BLAS
-    exact = HashMLPClassifier((300,), selection="exact", max_iter=3, random_state=0).fit(X, y)
+    exact = HashMLPClassifier((300,), min_active=1, selection="exact", max_iter=3, random_state=0).fit(X, y)
     topk = exact.predict_proba(X)
     np.testing.assert_allclose(exact.set_params(predict_mode="hashed").predict_proba(X), topk,
                                atol=1e-5)
@@ -308,7 +308,7 @@ def test_hashed_prediction_rebuilds_tables_only_when_the_model_changes(monkeypat
 
     X, y = load_digits(return_X_y=True)
     X = X / 16
-    model = HashMLPClassifier((300,), selection="lsh", K=4, max_iter=2, random_state=0,
+    model = HashMLPClassifier((300,), min_active=1, selection="lsh", K=4, max_iter=2, random_state=0,
                               predict_mode="hashed").fit(X, y)
     rebuilds = []
     rebuild = Network.rebuild_tables
@@ -348,7 +348,7 @@ def test_hashed_prediction_copies_a_sparse_output_layer_once(monkeypatch):
 
     X, y = load_digits(return_X_y=True)
     X = X / 16
-    model = HashMLPClassifier((64,), selection="lsh", sparse_layers="both", sparsity=0.3,
+    model = HashMLPClassifier((64,), min_active=1, selection="lsh", sparse_layers="both", sparsity=0.3,
                               max_iter=2, random_state=0, predict_mode="hashed")
     with pytest.warns(Warning):  # ConvergenceWarning
         model.fit(X, y)
@@ -396,7 +396,7 @@ def test_hashed_prediction_converts_float64_input_a_chunk_at_a_time(sparse, monk
     y = rng.randint(0, 3, len(X))
     if sparse:
         X = sp.csr_matrix(X)
-    model = HashMLPClassifier((64,), selection="lsh", predict_mode="hashed", max_iter=1,
+    model = HashMLPClassifier((64,), min_active=1, selection="lsh", predict_mode="hashed", max_iter=1,
                               random_state=0)
     with pytest.warns(Warning):  # ConvergenceWarning
         model.fit(X[:500], y[:500])
@@ -415,7 +415,7 @@ def test_prediction_keeps_the_fits_active_counts_in_every_mode():
 
     X, y = load_digits(return_X_y=True)
     X = X / 16
-    model = HashMLPClassifier((64,), selection="exact", max_iter=2, random_state=0)
+    model = HashMLPClassifier((64,), min_active=1, selection="exact", max_iter=2, random_state=0)
     with pytest.warns(Warning):  # ConvergenceWarning
         model.fit(X, y)
     modes = ("topk", "hashed")
@@ -438,7 +438,7 @@ def test_sparse_float64_prediction_makes_no_float64_copy_of_the_first_layer():
     rng = np.random.RandomState(0)
     X = sp.random(300, 20000, density=0.002, format="csr", random_state=0, dtype=np.float64)
     y = rng.randint(0, 3, 300)
-    model = HashMLPClassifier((64,), max_iter=1, random_state=0)
+    model = HashMLPClassifier((64,), min_active=1, max_iter=1, random_state=0)
     with pytest.warns(Warning):  # ConvergenceWarning
         model.fit(X, y)
     model.predict_proba(X[:5])
@@ -462,7 +462,7 @@ def test_cached_prediction_network_is_dropped_by_fit_and_not_kept_for_mapped_mod
 
     X, y = load_digits(return_X_y=True)
     X = X / 16
-    model = HashMLPClassifier((100,), selection="lsh", K=4, max_iter=1, random_state=0,
+    model = HashMLPClassifier((100,), min_active=1, selection="lsh", K=4, max_iter=1, random_state=0,
                               predict_mode="hashed").fit(X, y)
     model.predict(X[:2])
     old_weights = weakref.ref(model.coefs_[0])
