@@ -277,10 +277,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         'hashed' picks them as training did (the fit's counts, selection
         strategy and hash tables, rebuilt from the final weights; a K or L set
         after the fit draws new tables), which suits models trained with
-        selection='lsh' on some data (digits: 83% against 71% with 'topk') but
-        not on others (MNIST: 88.6% against 92.5%), and saves multiply-adds on
-        very wide layers. 'auto' is 'hashed' when some hidden layer trained
-        through hash tables, else 'topk'. Every mode scores all outputs (a
+        selection='lsh' on some data (digits, before min_active: 83% against
+        71% with 'topk') but not on others (MNIST: 88.6% against 92.5%), and
+        saves multiply-adds on very wide layers. 'auto' is 'hashed' when some
+        hidden layer trained through hash tables, else 'topk'. Every mode scores all outputs (a
         sparse output layer's training selection is mostly random negatives).
         All are deterministic per row.
     n_jobs : int or None, default=None
@@ -727,7 +727,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         Hidden layers: exact up to AUTO_EXACT_MAX_WIDTH neurons, hash tables and
         re-ranking above. A sparse output layer gets uniform random negatives
         (besides the true labels): scoring every output exactly costs a dense
-        forward pass (Delicious: 3.4x slower fit, P@1 0.673 against 0.670), and
+        forward pass (Delicious: 1.3-3.4x slower fits for 0.2-0.4 points of P@1), and
         hash-retrieved negatives trained worse than random ones (generated
         50k classes: P@1 0.010 against 0.106; docs/extreme.md).
         """
@@ -965,7 +965,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         """'auto' predicts through the tables if some sparse layer trained with them."""
         if self.predict_mode != "auto":
             return self.predict_mode
-        n_active = self._active_counts(layer_sizes)
+        n_active = self._n_active  # the fit's counts, whatever sparsity or min_active was set since
         modes = self._selection_modes(layer_sizes)
         for n, k, mode in zip(layer_sizes[1:-1], n_active, modes):  # hidden layers only
             if k < n and mode in (SELECT_LSH, SELECT_LSH_RERANK):
@@ -995,6 +995,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         probabilities = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(probabilities, out=probabilities)
+
+    def __setstate__(self, state):
+        # a model pickled before min_active existed kept ceil(sparsity * n) neurons
+        super().__setstate__({"min_active": 1, **state})
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -33,7 +33,7 @@ def test_compare_trains_both_models_on_digits():
 
 
 def test_compare_command_line(capsys):
-    assert main(["--dataset", "synthetic", "--hidden", "32", "--epochs", "1",
+    assert main(["--dataset", "synthetic", "--hidden", "256", "--epochs", "1",
                  "--sparsity", "0.25", "--K", "3", "--max-train-rows", "500"]) == 0
     out = capsys.readouterr().out
     assert "MLPClassifier" in out and "train (500, 100)" in out

@@ -939,6 +939,26 @@ def test_min_active_sets_the_fewest_neurons_of_a_sparse_hidden_layer():
     assert model._n_active.tolist() == [32, 5]
 
 
+def test_auto_prediction_follows_the_fits_counts_and_old_pickles_keep_theirs(digits):
+    X, y = digits
+    # 8 of 32 with min_active=1: a hashed layer, predicted through its tables
+    model = quiet_fit(HashMLPClassifier((32,), selection="lsh", sparsity=0.25, min_active=1,
+                                        predict_mode="auto", max_iter=1, random_state=0), X, y)
+    assert model._resolved_predict_mode([64, 32, 10]) == "hashed"
+    state = dict(model.__getstate__())
+    del state["min_active"]  # as pickled before the parameter existed
+    old = HashMLPClassifier.__new__(HashMLPClassifier)
+    old.__setstate__(state)
+    assert old.get_params()["min_active"] == 1 and old.min_active == 1
+    np.testing.assert_array_equal(old.predict(X), model.predict(X))
+    # the default floor keeps all 32: dense, so 'auto' predicts by top-k, and a
+    # min_active set after the fit changes neither the counts nor the mode
+    dense = quiet_fit(model.set_params(min_active=32), X, y)
+    assert dense._n_active.tolist() == [32, 10]
+    dense.set_params(min_active=1)
+    assert dense._resolved_predict_mode([64, 32, 10]) == "topk"
+
+
 def test_default_small_network_scores_as_mlpclassifier_on_iris():
     # MLPClassifier's default 100 neurons at sparsity 0.05 would keep 5 per sample,
     # too few to learn iris from (0.76 at min_active=1 on this split, 0.97 at 32)

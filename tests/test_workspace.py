@@ -19,12 +19,12 @@ def _fit(params, X, y):
 @pytest.mark.parametrize("params", [
     # neuron-major hidden layers: their forward pass and both neighbouring
     # updates group the same level
-    dict(hidden_layer_sizes=(64, 48), sparsity=0.2, selection="lsh"),
-    dict(hidden_layer_sizes=(80,), sparsity=0.1, selection="lsh_rerank", solver="sgd"),
+    dict(hidden_layer_sizes=(64, 48), sparsity=0.2, min_active=1, selection="lsh"),
+    dict(hidden_layer_sizes=(80,), sparsity=0.1, min_active=1, selection="lsh_rerank", solver="sgd"),
     # input-major layers: every update groups a different level
-    dict(hidden_layer_sizes=(40, 30), sparsity=0.3, selection="exact"),
+    dict(hidden_layer_sizes=(40, 30), sparsity=0.3, min_active=1, selection="exact"),
     # a selected output layer: its selection must not forget the level below
-    dict(hidden_layer_sizes=(64,), sparsity=0.3, selection="lsh", sparse_layers="both"),
+    dict(hidden_layer_sizes=(64,), sparsity=0.3, min_active=1, selection="lsh", sparse_layers="both"),
 ])
 def test_reused_inverted_index_trains_like_a_fresh_one(params, monkeypatch):
     X, y = make_classification(n_samples=150, n_features=20, n_informative=10, n_classes=3,
