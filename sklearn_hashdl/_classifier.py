@@ -65,6 +65,9 @@ _ODD_64 = 0x9E3779B97F4A7C15
 # built for (HashMLPClassifier._prediction_network); dropped with the estimator
 _PREDICTION_NETWORKS = weakref.WeakKeyDictionary()
 
+# the optimizer's per-weight state, stored in the memory order of its weights
+_WEIGHT_MOMENTS = ("m_W", "v_W", "vel_W")
+
 # parameters that shape the network predict_mode='hashed' selects through
 _SELECTION_PARAMS = (
     "activation", "K", "L", "hash_function", "sparsity", "min_active", "sparse_layers", "selection",
@@ -99,6 +102,11 @@ def _number(value):
     """A NumPy scalar parameter as a Python number: arithmetic with an np.float16
     alpha or tol would otherwise run in float16 (a loss curve starting at inf)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _copy_in_order(A, like):
+    """A copy of A in the memory order of ``like`` (C, or F for a neuron-major layer)."""
+    return np.array(A, order="F" if like.flags.f_contiguous and not like.flags.c_contiguous else "C")
 
 
 def _writeable(a):
@@ -746,7 +754,12 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             state = SparseOptimizer.new_state(params, network.weights, network.biases)
             state["params"] = params
         else:
-            state = {k: ([np.array(a) for a in v] if isinstance(v, list) else v)
+            # copies, the weights' moments in their weights' memory order: a layer
+            # whose layout changed since (another selection, sparsity or min_active)
+            # would make numba compile the update kernels again for the other order
+            state = {k: ([_copy_in_order(a, W) for a, W in zip(v, network.weights)]
+                         if k in _WEIGHT_MOMENTS
+                         else [np.array(a) for a in v] if isinstance(v, list) else v)
                      for k, v in state.items()}
             # as MLPClassifier's partial_fit, a continued optimizer keeps the
             # settings it was made with (a learning_rate_init set in between is not used)

@@ -959,6 +959,27 @@ def test_auto_prediction_follows_the_fits_counts_and_old_pickles_keep_theirs(dig
     assert dense._resolved_predict_mode([64, 32, 10]) == "topk"
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_a_continued_optimizer_follows_a_layer_whose_layout_changed(digits, solver):
+    # an 'lsh' layer stores its weights neuron-major, an exactly scored one
+    # input-major: moments kept in the old order made numba compile the update
+    # kernels again (7 versions) when partial_fit continued after set_params
+    X, y = digits
+    model = HashMLPClassifier((64,), selection="lsh", sparsity=0.2, min_active=1, solver=solver,
+                              random_state=0).partial_fit(X, y, classes=np.unique(y))
+    saved = {k: [np.array(a) for a in v] for k, v in model._optimizer_state.items() if k.endswith("_W")}
+    model.set_params(selection="exact")
+    network = model._load_network([64, 64, 10], np.random.RandomState(0), fresh_weights=False)
+    assert not network.neuron_major[0]
+    state = model._load_optimizer(network, reset=False).state
+    for name, moments in saved.items():
+        for loaded, before, W in zip(state[name], moments, network.weights):
+            np.testing.assert_array_equal(loaded, before)  # the same values, in the weights' order
+            assert loaded.flags.c_contiguous == W.flags.c_contiguous
+    model.partial_fit(X, y)  # and training goes on from there
+    assert np.isfinite(model.loss_)
+
+
 def test_default_small_network_scores_as_mlpclassifier_on_iris():
     # MLPClassifier's default 100 neurons at sparsity 0.05 would keep 5 per sample,
     # too few to learn iris from (0.76 at min_active=1 on this split, 0.97 at 32)
