@@ -282,9 +282,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         'topk' keeps each hidden layer's largest activations per row, as many
         as training kept, computed exactly and densely; 'dense' keeps all
         (a network trained sparsely never saw that, and scores worse);
-        'hashed' picks them as training did (the fit's counts, selection
-        strategy and hash tables, rebuilt from the final weights; a K or L set
-        after the fit draws new tables), which suits models trained with
+        'hashed' picks them as training did (the fit's counts, the
+        ``selection`` set, and hash tables rebuilt from the final weights; a K
+        or L set after the fit draws new tables), which suits models trained with
         selection='lsh' on some data (digits, before min_active: 83% against
         71% with 'topk') but not on others (MNIST: 88.6% against 92.5%), and
         saves multiply-adds on very wide layers. 'auto' is 'hashed' when some
@@ -919,9 +919,10 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         """
         if network is None:
             layer_sizes = [X.shape[1]] + [c.shape[1] for c in self.coefs_]
+            mode = self._resolved_predict_mode(layer_sizes, self._n_active)
         else:
             layer_sizes = network.layer_sizes
-        mode = self._resolved_predict_mode(layer_sizes)
+            mode = self._resolved_predict_mode(layer_sizes, network.n_active)
         if mode == "hashed":
             chunks = self._hashed_logit_chunks(X, layer_sizes, network)
         else:
@@ -974,11 +975,12 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             return sp.vstack(parts, format="csr")
         return np.concatenate(parts)
 
-    def _resolved_predict_mode(self, layer_sizes):
-        """'auto' predicts through the tables if some sparse layer trained with them."""
+    def _resolved_predict_mode(self, layer_sizes, n_active):
+        """'auto' predicts through the tables if some sparse layer trained with them
+        (``n_active``: the neurons each layer kept in training, the fit's counts
+        whatever sparsity or min_active was set since)."""
         if self.predict_mode != "auto":
             return self.predict_mode
-        n_active = self._n_active  # the fit's counts, whatever sparsity or min_active was set since
         modes = self._selection_modes(layer_sizes)
         for n, k, mode in zip(layer_sizes[1:-1], n_active, modes):  # hidden layers only
             if k < n and mode in (SELECT_LSH, SELECT_LSH_RERANK):

@@ -944,7 +944,7 @@ def test_auto_prediction_follows_the_fits_counts_and_old_pickles_keep_theirs(dig
     # 8 of 32 with min_active=1: a hashed layer, predicted through its tables
     model = quiet_fit(HashMLPClassifier((32,), selection="lsh", sparsity=0.25, min_active=1,
                                         predict_mode="auto", max_iter=1, random_state=0), X, y)
-    assert model._resolved_predict_mode([64, 32, 10]) == "hashed"
+    assert model._resolved_predict_mode([64, 32, 10], model._n_active) == "hashed"
     state = dict(model.__getstate__())
     del state["min_active"]  # as pickled before the parameter existed
     old = HashMLPClassifier.__new__(HashMLPClassifier)
@@ -956,7 +956,7 @@ def test_auto_prediction_follows_the_fits_counts_and_old_pickles_keep_theirs(dig
     dense = quiet_fit(model.set_params(min_active=32), X, y)
     assert dense._n_active.tolist() == [32, 10]
     dense.set_params(min_active=1)
-    assert dense._resolved_predict_mode([64, 32, 10]) == "topk"
+    assert dense._resolved_predict_mode([64, 32, 10], dense._n_active) == "topk"
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
@@ -978,6 +978,24 @@ def test_a_continued_optimizer_follows_a_layer_whose_layout_changed(digits, solv
             assert loaded.flags.c_contiguous == W.flags.c_contiguous
     model.partial_fit(X, y)  # and training goes on from there
     assert np.isfinite(model.loss_)
+
+
+def test_early_stopping_validates_with_the_counts_being_trained(digits, monkeypatch):
+    X, y = digits
+    # a first fit has no fitted counts yet: validation must not need them
+    model = quiet_fit(HashMLPClassifier((64,), selection="lsh", early_stopping=True, predict_mode="auto",
+                                        max_iter=2, random_state=0), X, y)
+    assert model.validation_scores_ and model._n_active.tolist() == [32, 10]
+    # a warm start that makes the layer sparse again validates through its tables
+    modes = []
+    resolve = HashMLPClassifier._resolved_predict_mode
+    monkeypatch.setattr(HashMLPClassifier, "_resolved_predict_mode",
+                        lambda self, *args: modes.append(resolve(self, *args)) or modes[-1])
+    quiet_fit(model.set_params(min_active=64, warm_start=True), X, y)
+    assert set(modes) == {"topk"}  # 64 of 64: dense
+    modes.clear()
+    quiet_fit(model.set_params(min_active=1), X, y)
+    assert set(modes) == {"hashed"} and model._n_active.tolist() == [4, 10]
 
 
 def test_default_small_network_scores_as_mlpclassifier_on_iris():
