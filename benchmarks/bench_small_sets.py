@@ -16,6 +16,11 @@ Scores: test accuracy and balanced accuracy (tabular), micro-F1 (multi-label).
     python benchmarks/bench_small_sets.py
     python benchmarks/bench_small_sets.py --sets letter,enron --epochs 50 --variants 0.05@0.001,0.2@0.001
     python benchmarks/bench_small_sets.py --sets iris,wine,breast_cancer,digits --hidden 100 --epochs 200
+    python benchmarks/bench_small_sets.py --sets letter --hidden 100 --epochs 300 --early-stopping
+
+With ``--early-stopping`` both models hold out 10% of the training rows and stop once
+the validation score has not improved for ``--n-iter-no-change`` epochs (at most
+``--epochs``); the epochs each trained are printed.
 """
 
 import argparse
@@ -94,6 +99,11 @@ def parse_variants(text):
     return variants
 
 
+def _epochs(model, args):
+    """The epochs a fit trained, where early stopping decides them."""
+    return f"  {model.n_iter_} epochs" if args.early_stopping else ""
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
@@ -101,6 +111,8 @@ def main(argv=None):
     parser.add_argument("--hidden", default="256")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--max-rows", type=int, default=40000, help="rows drawn from larger sets")
+    parser.add_argument("--early-stopping", action="store_true")
+    parser.add_argument("--n-iter-no-change", type=int, default=10)
     parser.add_argument("--variants", default="0.05@0.001@1,0.05@0.001,0.05@0.003,0.2@0.001",
                         help="HashMLPClassifier runs, each sparsity@learning_rate_init[@min_active]")
     args = parser.parse_args(argv)
@@ -114,18 +126,19 @@ def main(argv=None):
             continue
         X_train, y_train, X_test, y_test, multilabel = loaded
         common = dict(hidden_layer_sizes=hidden, max_iter=args.epochs, random_state=0,
-                      batch_size=min(128, X_train.shape[0]))
+                      batch_size=min(128, X_train.shape[0]), early_stopping=args.early_stopping,
+                      n_iter_no_change=args.n_iter_no_change)
         dense, dense_seconds = timed(MLPClassifier(**common).fit, X_train, y_train)
         print(f"{name} ({X_train.shape[0]} train rows, {X_train.shape[1]} features)")
         print(f"  {'MLPClassifier':46s} {scores(dense, X_test, y_test, multilabel)}  "
-              f"fit {dense_seconds:6.2f} s")
+              f"fit {dense_seconds:6.2f} s{_epochs(dense, args)}")
         for sparsity, learning_rate, min_active in parse_variants(args.variants):
             floor = {} if min_active is None else {"min_active": min_active}
             model = HashMLPClassifier(sparsity=sparsity, learning_rate_init=learning_rate, **floor, **common)
             _, seconds = timed(model.fit, X_train, y_train)
             label = f"HashMLP sparsity {sparsity:g}, lr {learning_rate:g}, {model._n_active[0]} active"
             print(f"  {label:46s} {scores(model, X_test, y_test, multilabel)}  "
-                  f"fit {seconds:6.2f} s ({dense_seconds / seconds:4.1f}x)", flush=True)
+                  f"fit {seconds:6.2f} s ({dense_seconds / seconds:4.1f}x){_epochs(model, args)}", flush=True)
     return 0
 
 

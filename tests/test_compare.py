@@ -298,9 +298,15 @@ def test_bench_small_sets_compares_min_active_on_scikit_learns_sets(capsys):
     assert bench.main(["--sets", "iris,digits", "--hidden", "100", "--epochs", "2",
                        "--variants", "0.05@0.001@1,0.05@0.001"]) == 0
     out = capsys.readouterr().out
+    assert "epochs" not in out.split("\n", 1)[1]
     assert "iris (112 train rows, 4 features)" in out and "digits (1347 train rows" in out
     assert out.count("HashMLP sparsity 0.05, lr 0.001, 5 active") == 2
     assert out.count("HashMLP sparsity 0.05, lr 0.001, 32 active") == 2
+    assert bench.main(["--sets", "wine", "--hidden", "100", "--epochs", "30", "--early-stopping",
+                       "--n-iter-no-change", "2", "--variants", "0.05@0.001"]) == 0
+    out = capsys.readouterr().out
+    trained = [int(n) for n in re.findall(r"(\d+) epochs$", out, re.M)]
+    assert len(trained) == 2 and all(1 <= n <= 30 for n in trained)
 
 
 @pytest.mark.skipif(machine_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,
