@@ -96,7 +96,7 @@ def train_by_epoch(model, X, y, X_test, y_test, epochs, chunk_rows=None, seed=0)
 
 
 def _label(config):
-    return ", ".join(f"{k}={v}" for k, v in config.items())
+    return ", ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
 
 
 def generated_rows(rows, common, configs, X_train, y_train, X_test, y_test, epochs):
@@ -138,7 +138,8 @@ def main():
     settings = {  # hidden sizes, hashed configurations
         "20news": ((256,), [dict(sparsity=0.05, min_active=1), dict(sparsity=0.05), dict(sparsity=0.25),
                             dict(sparsity=1.0)]),
-        "bibtex": ((256,), [dict(sparsity=0.1, sparse_layers="output"),
+        "bibtex": ((256,), [dict(),  # the defaults: the hidden layer sparse (32 of 256)
+                            dict(sparsity=0.1, sparse_layers="output"),
                             dict(sparsity=0.1, sparse_layers="output", multilabel_loss="softmax"),
                             dict(sparsity=0.1, sparse_layers="output", selection="exact"),
                             dict(sparsity=0.1, sparse_layers="both")]),
