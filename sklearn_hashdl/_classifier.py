@@ -65,9 +65,6 @@ _ODD_64 = 0x9E3779B97F4A7C15
 # built for (HashMLPClassifier._prediction_network); dropped with the estimator
 _PREDICTION_NETWORKS = weakref.WeakKeyDictionary()
 
-# the optimizer's per-weight state, stored in the memory order of its weights
-_WEIGHT_MOMENTS = ("m_W", "v_W", "vel_W")
-
 # parameters that shape the network predict_mode='hashed' selects through
 _SELECTION_PARAMS = (
     "activation", "K", "L", "hash_function", "sparsity", "min_active", "sparse_layers", "selection",
@@ -102,11 +99,6 @@ def _number(value):
     """A NumPy scalar parameter as a Python number: arithmetic with an np.float16
     alpha or tol would otherwise run in float16 (a loss curve starting at inf)."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _copy_in_order(A, like):
-    """A copy of A in the memory order of ``like`` (C, or F for a neuron-major layer)."""
-    return np.array(A, order="F" if like.flags.f_contiguous and not like.flags.c_contiguous else "C")
 
 
 def _writeable(a):
@@ -284,12 +276,13 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         (a network trained sparsely never saw that, and scores worse);
         'hashed' picks them as training did (the fit's counts, the
         ``selection`` set, and hash tables rebuilt from the final weights; a K
-        or L set after the fit draws new tables), which suits models trained with
-        selection='lsh' on some data (digits, before min_active: 83% against
-        71% with 'topk') but not on others (MNIST: 88.6% against 92.5%), and
-        saves multiply-adds on very wide layers. 'auto' is 'hashed' when some
-        hidden layer trained through hash tables, else 'topk'. Every mode scores all outputs (a
-        sparse output layer's training selection is mostly random negatives).
+        or L set after the fit draws new tables), which suits models trained
+        with selection='lsh' on some data (digits, before min_active: 83%
+        against 71% with 'topk') but not on others (MNIST: 88.6% against
+        92.5%), and saves multiply-adds on very wide layers. 'auto' is 'hashed'
+        when some hidden layer trained through hash tables, else 'topk'. Every
+        mode scores all outputs (a sparse output layer's training selection is
+        mostly random negatives).
         All are deterministic per row.
     n_jobs : int or None, default=None
         Threads for the training kernels. None uses every core numba sees (capped
@@ -700,7 +693,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             return cached[1]
         # the fit's counts, as 'topk' keeps them, whatever sparsity was set since
         network = self._load_network(layer_sizes, check_random_state(0), fresh_weights=False,
-                                     copy=False, n_active=[int(k) for k in self._n_active])
+                                     copy=False, n_active=self._fitted_counts())
         # prediction scores every output; done once here, as a sparse output layer's
         # neuron-major weights are copied to the input-major layout for it
         network = network.with_dense_output()
@@ -720,6 +713,11 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         prints = [_kernels.fingerprint(w) for w in words]
         params = [getattr(self, name) for name in _SELECTION_PARAMS]
         return [*arrays, self._hash_state], params, prints
+
+    def _fitted_counts(self):
+        """The neurons each layer kept in the last fit, as plain ints: prediction and
+        diagnostics use them whatever sparsity or min_active was set since."""
+        return [int(k) for k in self._n_active]
 
     def _active_counts(self, layer_sizes):
         """Neurons kept per sample in each layer, as ``sparse_layers`` decides."""
@@ -754,13 +752,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             state = SparseOptimizer.new_state(params, network.weights, network.biases)
             state["params"] = params
         else:
-            # copies, the weights' moments in their weights' memory order: a layer
-            # whose layout changed since (another selection, sparsity or min_active)
-            # would make numba compile the update kernels again for the other order
-            state = {k: ([_copy_in_order(a, W) for a, W in zip(v, network.weights)]
-                         if k in _WEIGHT_MOMENTS
-                         else [np.array(a) for a in v] if isinstance(v, list) else v)
-                     for k, v in state.items()}
+            state = SparseOptimizer.copied_state(state, network.weights)
             # as MLPClassifier's partial_fit, a continued optimizer keeps the
             # settings it was made with (a learning_rate_init set in between is not used)
             params = state.get("params", params)

@@ -32,9 +32,8 @@ def selection_recall(estimator, X, max_rows=1024, seed=0):
 
 def _recalls(estimator, X, seed):
     layer_sizes = [X.shape[1]] + [c.shape[1] for c in estimator.coefs_]
-    # the fit's counts, whatever sparsity or min_active was set since
     network = estimator._load_network(layer_sizes, check_random_state(seed), fresh_weights=False,
-                                      n_active=[int(k) for k in estimator._n_active])
+                                      n_active=estimator._fitted_counts())
     n_rows = X.shape[0]
     training_input = kernel_input(X)
     ws = Workspace(network, n_rows, input_width(training_input))

@@ -11,6 +11,10 @@ import numpy as np
 from . import _block_kernels, _kernels
 
 
+# the state arrays shaped like the weights, per solver
+_WEIGHT_STATE = {"adam": ("m_W", "v_W"), "sgd": ("vel_W",)}
+
+
 class SparseOptimizer:
     """Optimizer state for a list of weight matrices (input- or neuron-major) and biases.
 
@@ -33,12 +37,24 @@ class SparseOptimizer:
     @property
     def weight_state(self):
         """Names of the state arrays shaped like the weights."""
-        return ("m_W", "v_W") if self.solver == "adam" else ("vel_W",)
+        return _WEIGHT_STATE["adam" if self.solver == "adam" else "sgd"]
 
     @property
     def bias_state(self):
         """Names of the state arrays shaped like the biases."""
         return ("m_b", "v_b") if self.solver == "adam" else ("vel_b",)
+
+    @staticmethod
+    def copied_state(state, weights):
+        """A copy of a saved ``state`` to continue on ``weights``, the arrays shaped
+        like the weights in their memory order: a layer whose layout changed since
+        (another selection, sparsity or min_active) would otherwise make numba
+        compile the update kernels again for the other order."""
+        weight_shaped = {name for names in _WEIGHT_STATE.values() for name in names}
+        return {name: ([np.array(a, order=_order(W)) for a, W in zip(value, weights)]
+                       if name in weight_shaped
+                       else [np.array(a) for a in value] if isinstance(value, list) else value)
+                for name, value in state.items()}
 
     @classmethod
     def new_state(cls, params, weights, biases):
@@ -145,4 +161,10 @@ def _zeros_like(A):
     fresh pages, which the OS zeroes at their first write, made by the
     training kernels on their own threads.
     """
-    return np.zeros(A.shape, A.dtype, order="F" if A.flags.f_contiguous and A.ndim > 1 else "C")
+    return np.zeros(A.shape, A.dtype, order=_order(A))
+
+
+def _order(A):
+    """A's memory order: 'F' for the transpose of a C-contiguous matrix (a
+    neuron-major layer's weights), else 'C'."""
+    return "F" if A.flags.f_contiguous and A.ndim > 1 and not A.flags.c_contiguous else "C"
