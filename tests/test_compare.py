@@ -309,6 +309,49 @@ def test_bench_small_sets_compares_min_active_on_scikit_learns_sets(capsys):
     assert len(trained) == 2 and all(1 <= n <= 30 for n in trained)
 
 
+def _study_hidden_sparsity(monkeypatch):
+    # the study imports the loaders of bench_extreme.py, its neighbour
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    return _load_benchmark("study_hidden_sparsity")
+
+
+class _FittedLayer:
+    """Just what top_k_spread reads of a fitted model: one hidden layer keeping k."""
+
+    def __init__(self, W, b, k):
+        self.coefs_, self.intercepts_, self._k = [W], [b], k
+
+    def _fitted_counts(self):
+        return [self._k, 1]
+
+
+def test_top_k_spread_counts_the_neurons_picked_and_the_most_picked_share(monkeypatch):
+    study = _study_hidden_sparsity(monkeypatch)
+    n, k = 8, 2
+    # identity weights: row r's pre-activations peak at neurons r and r + 4
+    W = np.zeros((4, n), np.float32)
+    W[np.arange(4), np.arange(4)] = W[np.arange(4), np.arange(4) + 4] = 1.0
+    X = np.eye(4, dtype=np.float32)
+    assert study.top_k_spread(_FittedLayer(W, np.zeros(n, np.float32), k), X) == (8, 0.25)
+    # a bias that dwarfs the input: every row keeps neurons 6 and 7
+    bias = np.zeros(n, np.float32)
+    bias[6:] = 10.0
+    assert study.top_k_spread(_FittedLayer(W, bias, k), X) == (2, 1.0)
+    # a layer that keeps every neuron
+    assert study.top_k_spread(_FittedLayer(W, bias, n), X) == (n, 1.0)
+
+
+@pytest.mark.skipif(not (SHARED / "bibtex" / "bibtex_X.npz").exists(),
+                    reason="needs ../shared/data/bibtex (shared data folder absent)")
+def test_study_hidden_sparsity_runs_short_on_bibtex(monkeypatch, capsys):
+    study = _study_hidden_sparsity(monkeypatch)
+    assert study.main(["--dataset", "bibtex", "--hidden", "64", "--epochs", "1",
+                       "--configs", "{}", '{"sparse_layers": "output"}']) == 0
+    out = capsys.readouterr().out
+    assert "MLPClassifier" in out and "defaults" in out and "sparse_layers=output" in out
+    assert "top-k share" in out and "P@5" in out
+
+
 @pytest.mark.skipif(machine_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,
                     reason="column blocks are stored apart only with two cores and threads")
 def test_warm_up_readies_the_column_block_kernels():

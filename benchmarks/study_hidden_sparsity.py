@@ -1,0 +1,90 @@
+"""A sparse hidden layer on sparse text-like input: how its settings change accuracy,
+and how evenly its top-k picks spread over the neurons.
+
+On Bibtex (binary word features) the defaults make one hidden layer of 256 sparse,
+32 neurons a sample, and score far below MLPClassifier after 10 epochs. This script
+fits the configurations given against MLPClassifier, in one run, and prints for
+each hashed model how many of the first hidden layer's neurons its prediction-time
+top-k ever picks over the test rows ("picked") and the share of all picks taken by
+the k neurons picked most often ("top-k share": 1.0 would mean every row keeps the
+same k neurons; an even spread gives about k / n).
+
+    python benchmarks/study_hidden_sparsity.py --dataset bibtex
+    python benchmarks/study_hidden_sparsity.py --dataset bibtex --hidden 1024 \\
+        --configs '{}' '{"sparsity": 0.25}' '{"learning_rate_init": 0.01}'
+
+Each ``--configs`` entry is a JSON object of HashMLPClassifier parameters on top of
+the common ones (hidden sizes, batch 128, Adam 1e-3, epochs, seed); ``{}`` is the
+defaults. Datasets load as in bench_extreme.py.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.neural_network import MLPClassifier
+
+from bench_extreme import DEFAULT_DATA, FILES, load, scores
+from sklearn_hashdl import HashMLPClassifier
+from sklearn_hashdl.compare import format_columns, measure_fit, warm_up
+
+DEFAULT_CONFIGS = ['{}', '{"selection": "random"}', '{"min_active": 64}', '{"min_active": 128}',
+                   '{"sparsity": 0.1, "sparse_layers": "output"}']
+
+
+def top_k_spread(model, X):
+    """(neurons ever picked, share of picks taken by the k most picked) for the first
+    hidden layer's prediction-time top-k (its fit's k) over the rows of X."""
+    k = model._fitted_counts()[0]
+    n = model.coefs_[0].shape[1]
+    if k >= n:  # a dense layer: every row keeps every neuron
+        return n, 1.0
+    pre_activations = np.asarray(X @ model.coefs_[0]) + model.intercepts_[0]
+    picks = np.argpartition(-pre_activations, k - 1, axis=1)[:, :k]
+    counts = np.sort(np.bincount(picks.ravel(), minlength=n))[::-1]
+    return int((counts > 0).sum()), float(counts[:k].sum() / counts.sum())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="bibtex", choices=["20news", "bibtex", "delicious"])
+    parser.add_argument("--hidden", default="256", help="hidden sizes, comma separated")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data folder")
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    if not all((data / f).exists() for f in FILES[args.dataset]):
+        print(f"skipped {args.dataset}: {', '.join(FILES[args.dataset])} not found under {data}")
+        return 0
+    configs = [json.loads(text) for text in args.configs]
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    warm_up()
+    X_train, y_train, X_test, y_test = load(args.dataset, data)
+    common = dict(hidden_layer_sizes=hidden, batch_size=128, learning_rate_init=1e-3,
+                  max_iter=args.epochs, random_state=0, tol=0, n_iter_no_change=args.epochs + 1)
+    print(f"{args.dataset}: {X_train.shape[0]} train / {X_test.shape[0]} test rows, hidden {hidden}, "
+          f"{args.epochs} epochs", flush=True)
+    dense = MLPClassifier(**common)
+    _, dense_fit, _ = measure_fit(dense.fit, X_train, y_train)
+    rows = [{"model": "MLPClassifier", **scores(dense, X_test, y_test), "fit s": dense_fit,
+             "active": hidden[0], "picked": None, "share": None}]
+    for config in configs:
+        model = HashMLPClassifier(**{**common, **config})
+        _, fit, _ = measure_fit(model.fit, X_train, y_train)
+        picked, share = top_k_spread(model, X_test)
+        rows.append({"model": ", ".join(f"{k}={v}" for k, v in config.items()) or "defaults",
+                     **scores(model, X_test, y_test), "fit s": fit,
+                     "active": model._fitted_counts()[0], "picked": picked, "share": share})
+        print(rows[-1], flush=True)
+    score_keys = [key for key in ("acc", "P@1", "P@5") if key in rows[0]]
+    columns = ([("model", "model", "s")] + [(key, key, ".4f") for key in score_keys]
+               + [("fit s", "fit s", ".1f"), ("active", "active", "d"), ("picked", "picked", "d"),
+                  ("share", "top-k share", ".3f")])
+    print(format_columns(rows, columns), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
