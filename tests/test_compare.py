@@ -316,7 +316,9 @@ def _study_hidden_sparsity(monkeypatch):
 
 
 class _FittedLayer:
-    """Just what top_k_spread reads of a fitted model: one hidden layer keeping k."""
+    """Just what top_k_spread reads of a fitted model: one ReLU hidden layer keeping k."""
+
+    activation = "relu"
 
     def __init__(self, W, b, k):
         self.coefs_, self.intercepts_, self._k = [W], [b], k
@@ -325,18 +327,28 @@ class _FittedLayer:
         return [self._k, 1]
 
 
-def test_top_k_spread_counts_the_neurons_picked_and_the_most_picked_share(monkeypatch):
+def test_top_k_spread_counts_the_neurons_kept_and_the_most_kept_share(monkeypatch):
+    import scipy.sparse as sp
+
     study = _study_hidden_sparsity(monkeypatch)
     n, k = 8, 2
     # identity weights: row r's pre-activations peak at neurons r and r + 4
     W = np.zeros((4, n), np.float32)
     W[np.arange(4), np.arange(4)] = W[np.arange(4), np.arange(4) + 4] = 1.0
     X = np.eye(4, dtype=np.float32)
-    assert study.top_k_spread(_FittedLayer(W, np.zeros(n, np.float32), k), X) == (8, 0.25)
+    for rows in (X, sp.csr_matrix(X)):
+        assert study.top_k_spread(_FittedLayer(W, np.zeros(n, np.float32), k), rows) == (8, 0.25)
     # a bias that dwarfs the input: every row keeps neurons 6 and 7
     bias = np.zeros(n, np.float32)
     bias[6:] = 10.0
     assert study.top_k_spread(_FittedLayer(W, bias, k), X) == (2, 1.0)
+    # rows in chunks; an all-zero row has one positive pre-activation (neuron 0), and
+    # the zero its top-2 also keeps is not counted: 9 kept values, 2 of them neuron 0's
+    negative = np.full(n, -0.5, np.float32)
+    negative[0] = 0.25
+    X_more = np.vstack([X, np.zeros((1, 4), np.float32)])
+    picked, share = study.top_k_spread(_FittedLayer(W, negative, k), X_more, chunk_rows=2)
+    assert picked == 8 and share == pytest.approx(3 / 9)
     # a layer that keeps every neuron
     assert study.top_k_spread(_FittedLayer(W, bias, n), X) == (n, 1.0)
 
@@ -345,11 +357,18 @@ def test_top_k_spread_counts_the_neurons_picked_and_the_most_picked_share(monkey
                     reason="needs ../shared/data/bibtex (shared data folder absent)")
 def test_study_hidden_sparsity_runs_short_on_bibtex(monkeypatch, capsys):
     study = _study_hidden_sparsity(monkeypatch)
-    assert study.main(["--dataset", "bibtex", "--hidden", "64", "--epochs", "1",
-                       "--configs", "{}", '{"sparse_layers": "output"}']) == 0
+    rows = study.main(["--dataset", "bibtex", "--hidden", "64", "--epochs", "1",
+                       "--configs", "{}", '{"sparse_layers": "output"}'])
     out = capsys.readouterr().out
-    assert "MLPClassifier" in out and "defaults" in out and "sparse_layers=output" in out
-    assert "top-k share" in out and "P@5" in out
+    assert "MLPClassifier" in out and "top-k share" in out and "P@5" in out
+    mlp, defaults, output = rows
+    assert (mlp["model"], defaults["model"], output["model"]) == ("MLPClassifier", "defaults",
+                                                                  "sparse_layers=output")
+    # the defaults keep min_active=32 of 64 neurons; the hidden layer of 'output' is dense
+    assert defaults["active"] == 32 and 32 <= defaults["picked"] <= 64 and 0.5 <= defaults["share"] <= 1
+    assert (output["active"], output["picked"], output["share"]) == (64, 64, 1.0)
+    assert all(0 <= row["P@1"] <= 1 for row in rows)
+
 
 
 @pytest.mark.skipif(machine_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,
