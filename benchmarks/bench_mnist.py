@@ -1,6 +1,7 @@
 """HashMLPClassifier against MLPClassifier on real MNIST (60k / 10k), in one run.
 
-Configurations (same epochs, batch size 128, Adam, learning rate 1e-3, seed):
+Configurations (same epochs, batch size 128, Adam, learning rate (1e-3 unless
+``--learning-rate``), seed):
   dense 784-1000-1000-1000-10 (MLPClassifier)
   hash  784-1000-1000-1000-10 at sparsity 0.05 and 0.10
   dense 784-1000-10 (MLPClassifier)
@@ -11,6 +12,7 @@ from this run. Kernels are compiled before anything is timed.
     python benchmarks/bench_mnist.py                          # full: 60k rows, 10 epochs
     python benchmarks/bench_mnist.py --train-rows 10000 --epochs 2
     python benchmarks/bench_mnist.py --selection auto,lsh     # one hash row per selection
+    python benchmarks/bench_mnist.py --configs hash-3x1000-0.05 --epochs 1 --learning-rate 0.003
 """
 
 import argparse
@@ -34,13 +36,13 @@ CONFIGS = {
 }
 
 
-def run(config_names, data, epochs, seed, selections, hash_params):
+def run(config_names, data, epochs, seed, selections, hash_params, learning_rate=1e-3):
     X_train, y_train, X_test, y_test = data
     rows, dense_seconds = [], {}
     for name in config_names:
         kind, hidden, sparsity = CONFIGS[name]
         common = dict(hidden_layer_sizes=hidden, max_iter=epochs, batch_size=128,
-                      learning_rate_init=1e-3, random_state=seed, tol=0.0,
+                      learning_rate_init=learning_rate, random_state=seed, tol=0.0,
                       n_iter_no_change=epochs + 1)
         if kind == "dense":
             models = [(name, MLPClassifier(**common))]
@@ -82,6 +84,7 @@ def main(argv=None):
     parser.add_argument("--predict-mode", help="HashMLPClassifier predict_mode (default: its default)")
     parser.add_argument("--K", type=int)
     parser.add_argument("--L", type=int)
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="learning_rate_init of every model")
     parser.add_argument("--out", help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if not Path(args.data).exists():
@@ -96,10 +99,11 @@ def main(argv=None):
     selections = [s.strip() for s in args.selection.split(",")]
     data = load_dataset(npz=args.data, max_train_rows=args.train_rows, seed=args.seed)
     print(f"MNIST: train {data[0].shape}, test {data[2].shape}, {args.epochs} epochs, batch 128, "
-          f"Adam 1e-3, seed {args.seed}, selections {selections}, options {hash_params or 'defaults'}; "
+          f"Adam {args.learning_rate:g}, seed {args.seed}, selections {selections}, "
+          f"options {hash_params or 'defaults'}; "
           "kernels compiled before timing", flush=True)
     warm_up()
-    rows = run(names, data, args.epochs, args.seed, selections, hash_params)
+    rows = run(names, data, args.epochs, args.seed, selections, hash_params, args.learning_rate)
     print(format_rows(rows))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,11 @@ def test_selection_recall_brackets_the_references():
     assert recalls["random"] < recalls["lsh_rerank"] <= 1.0
 
 
+def _mnist_rows(bench, n_train=600):
+    X_train, y_train, X_test, y_test = bench.load_dataset(npz=str(MNIST), max_train_rows=n_train, seed=0)
+    return X_train, y_train, X_test[:500], y_test[:500]
+
+
 @pytest.mark.skipif(not MNIST.exists(),
                     reason="needs ../shared/data/mnist/mnist.npz (shared data folder absent)")
 def test_bench_mnist_runs_short_on_real_data(capsys):
@@ -72,7 +77,11 @@ def test_bench_mnist_runs_short_on_real_data(capsys):
     assert bench.main(["--train-rows", "1500", "--epochs", "1",
                        "--configs", "dense-1x1000,hash-1x1000-0.05"]) == 0
     out = capsys.readouterr().out
-    assert "hash-1x1000-0.05" in out and "train (1500, 784)" in out
+    assert "hash-1x1000-0.05" in out and "train (1500, 784)" in out and "Adam 0.001" in out
+    # the learning rate reaches both models: a bigger one changes what they learn
+    rows = [bench.run(["dense-1x1000", "hash-1x1000-0.05"], _mnist_rows(bench), 1, 0, ["auto"], {}, rate)
+            for rate in (1e-3, 3e-2)]
+    assert all(slow["accuracy"] != fast["accuracy"] for slow, fast in zip(*rows))
 
 
 def _load_benchmark(name):
@@ -408,3 +417,59 @@ def test_host_load_counts_other_processes_cpu_time_not_its_own(monkeypatch):
     with host_load.HostLoad() as load:
         pass
     assert np.isnan(load.steal_seconds) and np.isnan(load.other_seconds)
+
+
+def _prototype(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    return _load_benchmark("prototype_topk_training")
+
+
+def _multilabel_rows(rng, n_rows, n_features=12, n_labels=5):
+    import scipy.sparse as sp
+
+    X = sp.random(n_rows, n_features, density=0.3, format="csr", random_state=rng, dtype=np.float32)
+    X.data[:] = 1.0
+    Y = (np.asarray(X[:, :n_labels].todense()) > 0).astype(np.int64)
+    Y[Y.sum(axis=1) == 0, 0] = 1
+    return X, Y
+
+
+def test_prototype_keeps_k_a_row_and_moves_only_weights_with_a_gradient(monkeypatch):
+    import scipy.sparse as sp
+
+    prototype = _prototype(monkeypatch)
+    rng = np.random.RandomState(0)
+    X, Y = _multilabel_rows(rng, 40)
+    X = (X @ sp.diags(np.r_[np.ones(11), 0]).astype(np.float32)).tocsr()
+    X.eliminate_zeros()  # feature 11 in no row: its weights never get a gradient
+    model = prototype.TopKLayerModel(12, 16, 5, np.random.RandomState(1))
+    untouched = model.params[0][11].copy()
+    start = [p.copy() for p in model.params]
+    Z = model.pre_activations(X)
+    assert np.array_equal(model.kept(Z, 4, False).sum(axis=1), np.full(40, 4.0))
+    mixed = model.kept(Z, 4, False, random_fill=2, rng=rng)
+    assert np.array_equal(mixed.sum(axis=1), np.full(40, 4.0))
+    top_two = np.argsort(-Z, axis=1)[:, :2]
+    assert np.take_along_axis(mixed, top_two, axis=1).all()
+    # a neuron far above the rest for every row wins every row, unless ranks are centred
+    model.params[1][3] += 100.0
+    Z = model.pre_activations(X)
+    assert model.kept(Z, 1, False)[:, 3].all()
+    model.centre = Z.mean(axis=0)
+    assert not model.kept(Z, 1, True)[:, 3].all()
+    model.params[1][3] -= 100.0
+    model.centre = None
+    model.train_batch(X, Y.astype(np.float32), 4, False, 1e-2)
+    assert np.array_equal(model.params[0][11], untouched)
+    assert all(not np.array_equal(p, p0) for p, p0 in zip(model.params[1:], start[1:]))
+
+
+def test_prototype_with_every_neuron_kept_trains_the_dense_network(monkeypatch):
+    prototype = _prototype(monkeypatch)
+    X, Y = _multilabel_rows(np.random.RandomState(2), 60)
+    dense = prototype.run(X, Y, X, Y, "dense", 8, 8, epochs=3)
+    every_neuron = prototype.run(X, Y, X, Y, "topk", 8, 8, epochs=3)
+    assert dense == every_neuron
+    assert 0 < dense[0] <= 1 and 1 <= dense[1] <= 8
+    assert prototype.run(X, Y, X, Y, "centred", 8, 2, epochs=3) == prototype.run(X, Y, X, Y, "centred", 8, 2,
+                                                                                  epochs=3)
