@@ -119,7 +119,7 @@ def _proc_status_kb(field):
 
 
 def warm_up():
-    """Compile (or load from the on-disk cache) the kernels before timing.
+    """Compile (or load from the on-disk cache) the kernels of fit and predict before timing.
 
     On several cores that includes the kernels of column blocks stored apart
     (``_blocks``), which a fit on several threads calls only once its layout
@@ -131,8 +131,13 @@ def warm_up():
     X, y = rng.rand(200, 10).astype(np.float32), rng.randint(0, 3, 200)
     for solver in ("adam", "sgd"):
         for selection in ("lsh", "exact"):
-            timed(HashMLPClassifier((40,), max_iter=1, sparsity=0.2, selection=selection,
-                                    solver=solver).fit, X, y)
+            model, _ = timed(HashMLPClassifier((40,), max_iter=1, sparsity=0.2, selection=selection,
+                                               solver=solver).fit, X, y)
+            # prediction's own kernels too (the top-k, the content keys of 'hashed'):
+            # compare() times predict, and a fresh install compiled them inside it
+            model.predict(X)
+            if selection == "lsh":
+                model.set_params(predict_mode="hashed").predict(X)
         if machine_cores() > 1:
             width = 2 * MIN_BLOCK_WIDTH
             timed(HashMLPClassifier((width, width), max_iter=1, sparsity=0.05, selection="exact",

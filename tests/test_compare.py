@@ -380,6 +380,19 @@ def test_study_hidden_sparsity_runs_short_on_bibtex(monkeypatch, capsys):
 
 
 
+def test_warm_up_readies_the_prediction_kernels():
+    # compare() times predict after warm_up; in a fresh install the top-k and the
+    # content keys of 'hashed' prediction compiled inside that timing (1.6 s)
+    kernels = "keep_top_k_rows, content_keys"
+    code = ("from sklearn_hashdl.compare import warm_up; warm_up(); "
+            "from sklearn_hashdl._select import keep_top_k_rows; "
+            "from sklearn_hashdl._random import content_keys; "
+            f"print([len(k.signatures) for k in ({kernels})])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "[1, 1]"
+
+
 @pytest.mark.skipif(machine_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,
                     reason="column blocks are stored apart only with two cores and threads")
 def test_warm_up_readies_the_column_block_kernels():
