@@ -87,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="learning_rate_init of every model")
     parser.add_argument("--out", help="also write the rows as JSON here")
     args = parser.parse_args(argv)
+    if args.learning_rate <= 0:
+        parser.error("--learning-rate must be positive")
     if not Path(args.data).exists():
         print(f"skipped: MNIST not found at {args.data} (see ../shared/data/README.md)")
         return 0

@@ -1,14 +1,17 @@
 """A NumPy model of one sparse hidden layer trained with each row's top-k, to try
 selection rules and schedules the library does not have.
 
-The network is HashMLPClassifier's on multilabel data (one ReLU hidden layer, a
-logistic output per label, Glorot-uniform start, batch 128, lazy Adam: a weight moves
-only in batches that give it a gradient), written densely with a 0/1 mask of the
-kept neurons, so it is slow but short. Rules (``--rules``):
+The network is close to HashMLPClassifier's on multilabel data: one ReLU hidden
+layer, a logistic output per label, a Glorot-uniform start, batch 128 and lazy Adam,
+written densely with a 0/1 mask of the kept neurons, so it is slow but short. It
+differs from the library in two ways: it has no L2 penalty (the library's ``alpha``,
+1e-4), and its lazy Adam moves only weights whose batch gradient is not zero (the
+library also moves, by their moments, the weights of kept neurons whose activation
+was zero). Rules (``--rules``):
 
 * ``topk``: keep each row's k largest pre-activations, in training and prediction
   (the library's exact selection);
-* ``centred``: rank by pre-activation minus the neuron's running mean over the
+* ``centred``: rank by pre-activation minus the neuron's moving average over the
   training batches (kept for prediction), so that a neuron high for every row does
   not win every row;
 * ``dense``: train the dense network, then predict with each row's top k;
@@ -27,12 +30,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from bench_extreme import DEFAULT_DATA, FILES, load
 from sklearn_hashdl import precision_at_k
 
 RULES = ("topk", "centred", "dense", "mixed")
-CENTRE_MOMENTUM = 0.99  # running mean of each neuron's pre-activation over batches
+CENTRE_MOMENTUM = 0.99  # exponential moving average of each neuron's batch-mean pre-activation
 
 
 class TopKLayerModel:
@@ -65,8 +69,9 @@ class TopKLayerModel:
         top = np.argpartition(-ranks, n_top - 1, axis=1)[:, :n_top]
         mask = np.zeros_like(Z)
         np.put_along_axis(mask, top, 1.0, axis=1)
-        for row in mask if random_fill else ():
-            row[rng.choice(np.flatnonzero(row == 0), random_fill, replace=False)] = 1.0
+        if random_fill:
+            for row in mask:
+                row[rng.choice(np.flatnonzero(row == 0), random_fill, replace=False)] = 1.0
         return mask
 
     def train_batch(self, X, Y, k, centred, lr, random_fill=0, rng=None):
@@ -77,19 +82,19 @@ class TopKLayerModel:
                 CENTRE_MOMENTUM * self.centre + (1 - CENTRE_MOMENTUM) * batch_mean)
         mask = self.kept(Z, k, centred, random_fill, rng)
         hidden = np.maximum(Z, 0) * mask
-        probabilities = 1 / (1 + np.exp(-(hidden @ self.params[2] + self.params[3])))
+        probabilities = expit(hidden @ self.params[2] + self.params[3])
         d_out = (probabilities - Y) / X.shape[0]
         d_hidden = (d_out @ self.params[2].T) * mask * (Z > 0)
         grads = [np.asarray(X.T @ d_hidden), d_hidden.sum(axis=0), hidden.T @ d_out, d_out.sum(axis=0)]
         self.steps += 1
         step = lr * np.sqrt(1 - 0.999 ** self.steps) / (1 - 0.9 ** self.steps)
         for p, g, m, v in zip(self.params, grads, self.first_moments, self.second_moments):
-            moved = g != 0  # lazy: entries without a gradient keep their moments and value
+            moved = g != 0  # lazy: entries whose batch gradient is zero keep moments and value
             m[moved] = 0.9 * m[moved] + 0.1 * g[moved]
             v[moved] = 0.999 * v[moved] + 0.001 * g[moved] ** 2
             p[moved] -= step * m[moved] / (np.sqrt(v[moved]) + 1e-8)
 
-    def scores(self, X, k, centred):
+    def logits_and_kept(self, X, k, centred):
         """Output logits with each row's top k kept, and a 0/1 mask of the kept
         neurons with a non-zero activation (a kept zero counts for nothing)."""
         Z = self.pre_activations(X)
@@ -111,8 +116,8 @@ def run(X_train, Y_train, X_test, Y_test, rule, n_hidden, k, epochs, warm_up=0, 
             rows = order[first: first + batch_size]
             model.train_batch(X_train[rows], Y_train[rows].astype(np.float32), k_train, centred, lr,
                               random_fill, rng)
-    logits, kept = model.scores(X_test, k, centred)
-    return precision_at_k(Y_test, logits, k=1), int((kept.sum(axis=0) > 0).sum())
+    logits, nonzero_kept = model.logits_and_kept(X_test, k, centred)
+    return precision_at_k(Y_test, logits, k=1), int((nonzero_kept.sum(axis=0) > 0).sum())
 
 
 def main(argv=None):
@@ -127,6 +132,8 @@ def main(argv=None):
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data folder")
     args = parser.parse_args(argv)
+    if not 1 <= args.k <= args.hidden or args.epochs < 1 or args.learning_rate <= 0:
+        parser.error("need 1 <= --k <= --hidden, --epochs >= 1 and --learning-rate > 0")
     rules = args.rules.split(",")
     unknown = [rule for rule in rules if rule not in RULES]
     if unknown:

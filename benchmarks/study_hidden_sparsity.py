@@ -5,9 +5,11 @@ On Bibtex (binary word features) the defaults make one hidden layer of 256 spars
 32 neurons a sample, and score far below MLPClassifier after 10 epochs. This script
 fits the configurations given against MLPClassifier, in one run, and prints for
 each hashed model how many of the first hidden layer's neurons its prediction-time
-top-k ever keeps with a non-zero activation over the test rows ("picked") and the
-share of those kept values that the k neurons kept most often hold ("top-k share":
-1.0 would mean every row keeps the same k neurons; an even spread gives about k / n).
+top-k (``predict_mode='topk'``, the default) ever keeps with a non-zero activation
+over the test rows ("picked") and the share of those kept values that the k neurons
+kept most often hold ("top-k share": 1.0 would mean every row keeps the same k
+neurons; an even spread gives about k / n). A dense layer counts its positive
+activations.
 
     python benchmarks/study_hidden_sparsity.py --dataset bibtex
     python benchmarks/study_hidden_sparsity.py --dataset bibtex --hidden 1024 \\
@@ -28,29 +30,48 @@ from sklearn.neural_network import MLPClassifier
 
 from bench_extreme import DEFAULT_DATA, FILES, load, scores
 from sklearn_hashdl import HashMLPClassifier
-from sklearn_hashdl._inference import _activate_inplace, keep_top_k
+from sklearn_hashdl._inference import as_float_input, logit_chunks
 from sklearn_hashdl.compare import format_columns, measure_fit, warm_up
 
 DEFAULT_CONFIGS = ['{}', '{"selection": "random"}', '{"min_active": 64}', '{"min_active": 128}',
                    '{"sparsity": 0.1, "sparse_layers": "output"}']
 
 
-def top_k_spread(model, X, chunk_rows=2048):
+def top_k_spread(model, X):
     """(neurons ever kept, share of the kept values held by the k most kept neurons)
-    for the first hidden layer's prediction-time top-k (its fit's k) over the rows of
-    X. As in prediction, the k largest activations of a row are kept; a kept zero
-    (a row with fewer than k positive pre-activations) does not count."""
+    for the first hidden layer's 'topk' prediction (its fit's k) over the rows of X.
+
+    The kept activations come from prediction's own code (``logit_chunks``), read
+    through an identity layer put after the first hidden layer; a kept zero (a row
+    with fewer than k positive activations) counts for nothing.
+    """
     k = model._fitted_counts()[0]
     n = model.coefs_[0].shape[1]
-    if k >= n:  # a dense layer: every row keeps every neuron
-        return n, 1.0
+    identity = [np.eye(n, dtype=np.float32), np.zeros(n, np.float32)]
     counts = np.zeros(n, np.int64)
-    for first in range(0, X.shape[0], chunk_rows):
-        pre_activations = np.asarray(X[first: first + chunk_rows] @ model.coefs_[0]) + model.intercepts_[0]
-        kept = keep_top_k(_activate_inplace(pre_activations.astype(np.float32), model.activation), k)
+    for _, kept in logit_chunks([model.coefs_[0], identity[0]], [model.intercepts_[0], identity[1]],
+                                [k, n], model.activation, as_float_input(X, np.float32)):
         counts += (kept != 0).sum(axis=0)
     counts = np.sort(counts)[::-1]
     return int((counts > 0).sum()), float(counts[:k].sum() / max(counts.sum(), 1))
+
+
+def parse_configs(parser, texts, common):
+    """The --configs entries as dicts, each checked by building its model before any fit."""
+    configs = []
+    for text in texts:
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as error:
+            parser.error(f"--configs entry {text!r} is not JSON: {error}")
+        if not isinstance(config, dict):
+            parser.error(f"--configs entry {text!r} is not a JSON object")
+        try:
+            HashMLPClassifier(**{**common, **config})._validate_params()
+        except (TypeError, ValueError) as error:
+            parser.error(f"--configs entry {text!r}: {error}")
+        configs.append(config)
+    return configs
 
 
 def main(argv=None):
@@ -65,12 +86,12 @@ def main(argv=None):
     if not all((data / f).exists() for f in FILES[args.dataset]):
         print(f"skipped {args.dataset}: {', '.join(FILES[args.dataset])} not found under {data}")
         return []
-    configs = [json.loads(text) for text in args.configs]
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    warm_up()
-    X_train, y_train, X_test, y_test = load(args.dataset, data)
     common = dict(hidden_layer_sizes=hidden, batch_size=128, learning_rate_init=1e-3,
                   max_iter=args.epochs, random_state=0, tol=0, n_iter_no_change=args.epochs + 1)
+    configs = parse_configs(parser, args.configs, common)
+    warm_up()
+    X_train, y_train, X_test, y_test = load(args.dataset, data)
     print(f"{args.dataset}: {X_train.shape[0]} train / {X_test.shape[0]} test rows, hidden {hidden}, "
           f"{args.epochs} epochs", flush=True)
     dense = MLPClassifier(**common)
@@ -81,7 +102,7 @@ def main(argv=None):
         model = HashMLPClassifier(**{**common, **config})
         _, fit, _ = measure_fit(model.fit, X_train, y_train)
         picked, share = top_k_spread(model, X_test)
-        rows.append({"model": ", ".join(f"{k}={v}" for k, v in config.items()) or "defaults",
+        rows.append({"model": ", ".join(f"{name}={value}" for name, value in config.items()) or "defaults",
                      **scores(model, X_test, y_test), "fit s": fit,
                      "active": model._fitted_counts()[0], "picked": picked, "share": share})
         print(rows[-1], flush=True)

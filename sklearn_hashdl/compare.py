@@ -133,9 +133,11 @@ def warm_up():
         for selection in ("lsh", "exact"):
             model, _ = timed(HashMLPClassifier((40,), max_iter=1, sparsity=0.2, selection=selection,
                                                solver=solver).fit, X, y)
-            # prediction's own kernels too (the top-k, the content keys of 'hashed'):
-            # compare() times predict, and a fresh install compiled them inside it
+            # prediction's own kernels too (the top-k for float32 and float64 input, the
+            # content keys of 'hashed'): compare() times predict, and a fresh install
+            # compiled them inside it
             model.predict(X)
+            model.predict(X.astype(np.float64))
             if selection == "lsh":
                 model.set_params(predict_mode="hashed").predict(X)
         if machine_cores() > 1:
