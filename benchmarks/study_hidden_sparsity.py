@@ -18,7 +18,9 @@ activations.
 
 Each ``--configs`` entry is a JSON object of HashMLPClassifier parameters on top of
 the common ones (hidden sizes, batch 128, Adam 1e-3, epochs, seed); ``{}`` is the
-defaults. Datasets load as in bench_extreme.py.
+defaults. ``--dense-learning-rates 0.001,0.003`` fits MLPClassifier at each rate, so
+that a hashed model trained at a higher rate meets a dense one trained at that rate too.
+Datasets load as in bench_extreme.py.
 """
 
 import argparse
@@ -80,6 +82,8 @@ def main(argv=None):
     parser.add_argument("--hidden", default="256", help="hidden sizes, comma separated")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
+    parser.add_argument("--dense-learning-rates", default="0.001",
+                        help="MLPClassifier's learning_rate_init, one fit per comma-separated value")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data folder")
     args = parser.parse_args(argv)
     data = Path(args.data)
@@ -94,10 +98,14 @@ def main(argv=None):
     X_train, y_train, X_test, y_test = load(args.dataset, data)
     print(f"{args.dataset}: {X_train.shape[0]} train / {X_test.shape[0]} test rows, hidden {hidden}, "
           f"{args.epochs} epochs", flush=True)
-    dense = MLPClassifier(**common)
-    _, dense_fit, _ = measure_fit(dense.fit, X_train, y_train)
-    rows = [{"model": "MLPClassifier", **scores(dense, X_test, y_test), "fit s": dense_fit,
-             "active": hidden[0], "picked": None, "share": None}]
+    rows = []
+    for rate in (float(text) for text in args.dense_learning_rates.split(",")):
+        dense = MLPClassifier(**{**common, "learning_rate_init": rate})
+        _, dense_fit, _ = measure_fit(dense.fit, X_train, y_train)
+        at_default = rate == common["learning_rate_init"]
+        name = "MLPClassifier" + ("" if at_default else f", learning_rate_init={rate}")
+        rows.append({"model": name, **scores(dense, X_test, y_test), "fit s": dense_fit,
+                     "active": hidden[0], "picked": None, "share": None})
     for config in configs:
         model = HashMLPClassifier(**{**common, **config})
         _, fit, _ = measure_fit(model.fit, X_train, y_train)
