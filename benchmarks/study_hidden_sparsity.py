@@ -18,8 +18,10 @@ activations.
 
 Each ``--configs`` entry is a JSON object of HashMLPClassifier parameters on top of
 the common ones (hidden sizes, batch 128, Adam 1e-3, epochs, seed); ``{}`` is the
-defaults. ``--dense-learning-rates 0.001,0.003`` fits MLPClassifier at each rate, so
-that a hashed model trained at a higher rate meets a dense one trained at that rate too.
+defaults. Each hashed model's line also gives the seconds of each training phase
+(``_train.PhaseTimer``, as bench_speed.py breaks a fit down).
+``--dense-learning-rates 0.001,0.003`` fits MLPClassifier at each rate, so that a
+hashed model trained at a higher rate meets a dense one trained at that rate too.
 Datasets load as in bench_extreme.py.
 """
 
@@ -31,7 +33,7 @@ import numpy as np
 from sklearn.neural_network import MLPClassifier
 
 from bench_extreme import DEFAULT_DATA, FILES, load, scores
-from sklearn_hashdl import HashMLPClassifier
+from sklearn_hashdl import HashMLPClassifier, _train
 from sklearn_hashdl._inference import as_float_input, logit_chunks
 from sklearn_hashdl.compare import format_columns, measure_fit, warm_up
 
@@ -108,11 +110,17 @@ def main(argv=None):
                      "active": hidden[0], "picked": None, "share": None})
     for config in configs:
         model = HashMLPClassifier(**{**common, **config})
-        _, fit, _ = measure_fit(model.fit, X_train, y_train)
+        _train.phase_timer = timer = _train.PhaseTimer()  # where the fit's time goes
+        try:
+            _, fit, _ = measure_fit(model.fit, X_train, y_train)
+        finally:
+            _train.phase_timer = None
         picked, share = top_k_spread(model, X_test)
         rows.append({"model": ", ".join(f"{name}={value}" for name, value in config.items()) or "defaults",
                      **scores(model, X_test, y_test), "fit s": fit,
-                     "active": model._fitted_counts()[0], "picked": picked, "share": share})
+                     "active": model._fitted_counts()[0], "picked": picked, "share": share,
+                     "phases": {phase: round(seconds, 2) for phase, seconds in
+                                sorted(timer.seconds.items(), key=lambda item: -item[1])}})
         print(rows[-1], flush=True)
     score_keys = [key for key in ("acc", "P@1", "P@5") if key in rows[0]]
     columns = ([("model", "model", "s")] + [(key, key, ".4f") for key in score_keys]
