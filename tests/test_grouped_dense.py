@@ -92,6 +92,37 @@ def test_grouped_backward_equals_the_sample_by_sample_kernel(activation):
     assert np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("n_out", [7, 983])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_vectorised_backward_of_an_all_active_layer_matches_a_float64_reference(n_out, activation):
+    # backward_all_active: the dense output layer's backward pass in training
+    rng = np.random.RandomState(5)
+    W = rng.randn(N_IN, n_out).astype(np.float32)
+    ids, vals, cnt = _level(60, seed=6)
+    cnt[::7] = 3  # some rows with fewer active inputs
+    vals = np.tanh(vals) if activation == "tanh" else np.abs(vals)  # outputs of the activation
+    out_delta = rng.randn(len(cnt), n_out).astype(np.float32)
+    code = _kernels.ACTIVATION_CODES[activation]
+    got = np.full_like(vals, np.nan)
+    _kernels.backward_all_active(W, ids, vals, cnt, out_delta, code, got,
+                                 new_claims(numba.get_num_threads()))
+    sums = np.einsum("spq,sq->sp", W.astype(np.float64)[ids], out_delta.astype(np.float64))
+    derivative = 1 - vals.astype(np.float64) ** 2 if activation == "tanh" else (vals > 0).astype(float)
+    expected = sums * derivative
+    for s_, n in enumerate(cnt):
+        np.testing.assert_allclose(got[s_, :n], expected[s_, :n], rtol=1e-4, atol=1e-4 * np.sqrt(n_out))
+        assert np.isnan(got[s_, n:]).all()  # inputs past a row's count are not written
+    # the same values on one thread as on all
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one_thread = np.full_like(vals, np.nan)
+        _kernels.backward_all_active(W, ids, vals, cnt, out_delta, code, one_thread, new_claims(1))
+    finally:
+        numba.set_num_threads(threads)
+    assert np.array_equal(np.nan_to_num(one_thread), np.nan_to_num(got))
+
+
 def _network(layer_sizes, sparsity, selection):
     rng = np.random.RandomState(0)
     pairs = [glorot_init(rng, a, b, "relu") for a, b in zip(layer_sizes, layer_sizes[1:])]
