@@ -332,9 +332,12 @@ def backward_layer(W, in_ids, in_vals, in_cnt, out_ids, out_cnt, all_active, blo
                    out_delta, in_activation, in_delta, claims):
     """Deltas of the layer's active inputs from the deltas of its active neurons.
 
-    With ``block_width`` above 0 (a layer split into column blocks, whose active
-    lists are grouped by block), each block's terms are summed apart and the
-    sums added in block order, as ``_block_kernels.backward_blocks`` adds them.
+    Training sends a layer whose neurons are all active to ``backward_all_active``;
+    the ``all_active`` case here, summed in order, is the reference that
+    ``backward_dense_grouped`` is tested against. With ``block_width`` above 0
+    (a layer split into column blocks, whose active lists are grouped by block),
+    each block's terms are summed apart and the sums added in block order, as
+    ``_block_kernels.backward_blocks`` adds them.
     The samples are shared among the workers of ``claims`` (``_work_sharing``).
     """
     reset_claims(claims)

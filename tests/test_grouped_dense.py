@@ -93,24 +93,33 @@ def test_grouped_backward_equals_the_sample_by_sample_kernel(activation):
 
 
 @pytest.mark.parametrize("n_out", [7, 983])
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
 def test_vectorised_backward_of_an_all_active_layer_matches_a_float64_reference(n_out, activation):
     # backward_all_active: the dense output layer's backward pass in training
     rng = np.random.RandomState(5)
     W = rng.randn(N_IN, n_out).astype(np.float32)
     ids, vals, cnt = _level(60, seed=6)
     cnt[::7] = 3  # some rows with fewer active inputs
-    vals = np.tanh(vals) if activation == "tanh" else np.abs(vals)  # outputs of the activation
+    # outputs of the activation; relu's are zero for about half the inputs
+    vals = {"identity": vals, "logistic": 1 / (1 + np.exp(-vals)), "tanh": np.tanh(vals),
+            "relu": np.maximum(vals, 0)}[activation].astype(np.float32)
     out_delta = rng.randn(len(cnt), n_out).astype(np.float32)
     code = _kernels.ACTIVATION_CODES[activation]
     got = np.full_like(vals, np.nan)
     _kernels.backward_all_active(W, ids, vals, cnt, out_delta, code, got,
                                  new_claims(numba.get_num_threads()))
     sums = np.einsum("spq,sq->sp", W.astype(np.float64)[ids], out_delta.astype(np.float64))
-    derivative = 1 - vals.astype(np.float64) ** 2 if activation == "tanh" else (vals > 0).astype(float)
+    a = vals.astype(np.float64)
+    derivative = {"identity": np.ones_like(a), "logistic": a * (1 - a), "tanh": 1 - a ** 2,
+                  "relu": (a > 0).astype(float)}[activation]
     expected = sums * derivative
+    by_sample = np.full_like(vals, np.nan)  # the kernel it replaces in training
+    _kernels.backward_layer(W, ids, vals, cnt, np.tile(np.arange(n_out, dtype=np.int32), (len(cnt), 1)),
+                            np.full(len(cnt), n_out, np.int32), True, 0, out_delta, code, by_sample,
+                            new_claims(numba.get_num_threads()))
     for s_, n in enumerate(cnt):
         np.testing.assert_allclose(got[s_, :n], expected[s_, :n], rtol=1e-4, atol=1e-4 * np.sqrt(n_out))
+        np.testing.assert_allclose(got[s_, :n], by_sample[s_, :n], rtol=1e-5, atol=1e-5 * np.sqrt(n_out))
         assert np.isnan(got[s_, n:]).all()  # inputs past a row's count are not written
     # the same values on one thread as on all
     threads = numba.get_num_threads()
@@ -121,6 +130,27 @@ def test_vectorised_backward_of_an_all_active_layer_matches_a_float64_reference(
     finally:
         numba.set_num_threads(threads)
     assert np.array_equal(np.nan_to_num(one_thread), np.nan_to_num(got))
+
+
+def test_training_runs_a_dense_output_layer_backward_through_the_vectorised_kernel(monkeypatch):
+    from sklearn_hashdl import HashMLPClassifier
+
+    calls = []
+    original = _kernels.backward_all_active
+
+    def counted(*args):
+        calls.append(args[0].shape)
+        return original(*args)
+
+    monkeypatch.setattr(_kernels, "backward_all_active", counted)
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(64, 10).astype(np.float32), rng.randint(0, 3, 64)
+    HashMLPClassifier((40,), max_iter=1, batch_size=32, min_active=1, random_state=0).fit(X, y)
+    assert calls == [(40, 3), (40, 3)]  # the dense output layer, once a batch
+    calls.clear()  # a sparse output layer goes by neuron instead
+    HashMLPClassifier((40,), max_iter=1, batch_size=32, sparse_layers="both", sparsity=0.5,
+                      random_state=0).fit(X, y)
+    assert calls == []
 
 
 def _network(layer_sizes, sparsity, selection):
