@@ -204,7 +204,7 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
         elif network.neuron_major[i]:
             _kernels.backward_layer_by_neuron(network.kernel_weights(i), *lists, delta[i + 1],
                                               network.activation_code, delta[i])
-        elif not network.is_sparse(i) and network.block_width(i) == 0:
+        elif not network.is_sparse(i):  # every neuron active: never blocked, never neuron-major
             _kernels.backward_all_active(network.kernel_weights(i), in_ids, in_vals, in_cnt, delta[i + 1],
                                          network.activation_code, delta[i], ws.claims)
         else:
