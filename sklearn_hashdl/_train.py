@@ -185,7 +185,7 @@ def train_batch(network, ws, optimizer, targets, rows, sample_weight, alpha, see
     out_ids, logits, out_cnt = levels[n_layers]
     loss = _kernels.output_loss_and_delta(
         out_ids, logits, out_cnt, rows, targets.ptr, targets.ids, targets.values,
-        sample_weight, weight_sum, network.softmax, ws.target, out_delta, views.loss,
+        sample_weight, weight_sum, network.softmax, ws.target, ws.exps, out_delta, views.loss,
     ) / weight_sum
     timer.mark("loss")
 

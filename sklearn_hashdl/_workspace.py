@@ -92,6 +92,8 @@ class Workspace:
         # per-thread scratch of the update kernels, indexed by weight column
         self.grad = _thread_scratch(n_threads, max_size, np.float32)
         self.target = _thread_scratch(n_threads, max_out, np.float32)
+        # the softmax's exponentials of a sample's active outputs, by position
+        self.exps = _thread_scratch(n_threads, widths[-1], np.float64)
         self.mark = _thread_scratch(n_threads, max_size, np.uint8)
         self.cols = _thread_scratch(n_threads, max_size, np.int32)
         self.compact = compact_scratch(n_threads, B, max_size)

@@ -7,9 +7,12 @@ network with the same active neurons (the selection is held fixed), and be zero
 for every weight outside the active sets.
 """
 
+import numba
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
+from sklearn_hashdl import _kernels
 from sklearn_hashdl._blocks import ColumnBlocks, column_blocks
 from sklearn_hashdl._inputs import Targets
 from sklearn_hashdl._layer_roles import column_blocked_layers
@@ -208,3 +211,49 @@ def test_hashed_output_layer_gradients_match_finite_differences(softmax):
         fd = (_masked_loss(W0, bp, hidden_masks, "tanh", softmax, X, Y, w, out_mask)
               - _masked_loss(W0, bm, hidden_masks, "tanh", softmax, X, Y, w, out_mask)) / (2 * eps)
         assert gb[1][j] == pytest.approx(fd, abs=2e-5, rel=2e-3), j
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+def test_loss_kernel_matches_float64_reference(softmax):
+    """The log loss and deltas of many outputs against NumPy in float64, with
+    clipped probabilities, fractional targets and lists of every length (the
+    logistic loss takes its logarithms of products of LOG_PRODUCT_TERMS
+    probabilities; the softmax keeps its exponentials in a float64 scratch)."""
+    rng = np.random.RandomState(0)
+    n_rows, n_out = 40, 983
+    ids = np.zeros((n_rows, n_out), np.int32)
+    cnt = rng.randint(1, n_out + 1, n_rows).astype(np.int32)
+    cnt[:3] = [n_out, _kernels.LOG_PRODUCT_TERMS, 2 * _kernels.LOG_PRODUCT_TERMS + 1]
+    for s in range(n_rows):
+        ids[s, : cnt[s]] = np.sort(rng.choice(n_out, cnt[s], replace=False))
+    # logits past +-17 clip a logistic probability at float32's eps
+    logits = (rng.randn(n_rows, n_out) * np.where(rng.rand(n_rows, n_out) < 0.1, 30, 3)).astype(np.float32)
+    Y = (rng.rand(n_rows, n_out) < 0.05).astype(np.float32)
+    Y[rng.rand(n_rows, n_out) < 0.01] = 0.25  # soft targets take the two-term formula
+    labels = sp.csr_matrix(Y)
+    targets = Targets(labels.indptr.astype(np.int64), labels.indices.astype(np.int32), labels.data)
+    rows = rng.permutation(n_rows).astype(np.int64)
+    weights = (rng.rand(n_rows) + 0.5).astype(np.float32)
+    scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, n_out), np.float32)
+    exps = np.zeros((numba.config.NUMBA_NUM_THREADS, n_out))
+    delta = np.zeros((n_rows, n_out), np.float32)
+    loss = np.zeros(n_rows)
+    weighted = _kernels.output_loss_and_delta(ids, logits, cnt, rows, *targets, weights,
+                                              float(weights.sum()), softmax, scratch, exps, delta, loss)
+    eps = np.finfo(np.float32).eps
+    for s in range(n_rows):
+        # logits and deltas by position in the sample's list, targets by id
+        z, y = logits[s, : cnt[s]].astype(np.float64), Y[rows[s], ids[s, : cnt[s]]]
+        if softmax:
+            shifted = (logits[s, : cnt[s]] - logits[s, : cnt[s]].max()).astype(np.float64)  # in float32
+            p = np.exp(shifted) / np.exp(shifted).sum()
+            expected = -np.sum(y * np.log(np.clip(p, eps, 1 - eps)))
+        else:
+            p = 1 / (1 + np.exp(-z))
+            pc = np.clip(p, eps, 1 - eps)
+            expected = -np.sum(y * np.log(pc) + (1 - y) * np.log(1 - pc))
+        assert loss[s] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+        scale = weights[s] / weights.sum(dtype=np.float64)
+        np.testing.assert_allclose(delta[s, : cnt[s]], (p - y) * scale, rtol=1e-6, atol=1e-12)
+    assert weighted == pytest.approx(np.dot(loss, weights), rel=1e-12)
+    assert not scratch.any()  # the targets' scratch is left zeroed
