@@ -210,6 +210,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
     validation_fraction : float, default=0.1
     beta_1, beta_2, epsilon : float, defaults 0.9, 0.999, 1e-8
     n_iter_no_change : int, default=10
+    max_fun : int, default=15000
+        Accepted so that MLPClassifier's parameters carry over (its L-BFGS
+        solver's bound on loss evaluations); unused, there is no 'lbfgs' solver.
     K : int, default=6
         Hash bits per table: more bits give smaller buckets (fewer, closer
         candidates per table).
@@ -343,6 +346,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
         "K": [Interval(Integral, 1, 24, closed="both")],
         "L": [Interval(Integral, 1, None, closed="left")],
         "sparsity": [Interval(Real, 0, 1, closed="right")],
@@ -386,6 +390,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        max_fun=15000,
         K=6,
         L=10,
         sparsity=0.05,
@@ -424,6 +429,7 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.K = K
         self.L = L
         self.sparsity = sparsity
@@ -1004,8 +1010,9 @@ class HashMLPClassifier(ClassifierMixin, BaseEstimator):
             return np.log(probabilities, out=probabilities)
 
     def __setstate__(self, state):
-        # a model pickled before min_active existed kept ceil(sparsity * n) neurons
-        super().__setstate__({"min_active": 1, **state})
+        # a model pickled before min_active existed kept ceil(sparsity * n) neurons;
+        # max_fun (unused) came later too
+        super().__setstate__({"min_active": 1, "max_fun": 15000, **state})
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

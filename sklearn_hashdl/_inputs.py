@@ -60,7 +60,7 @@ def input_width(X):
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _BEYOND_FLOAT32 = ("Input X holds values beyond float32's range (about 3.4e38), in which "
-                   "HashMLPClassifier trains; scale the features first.")
+                   "HashMLPClassifier computes; scale the features first.")
 
 
 def check_sparse_indices(X):

@@ -9,11 +9,10 @@ from sklearn_hashdl import HashMLPClassifier
 
 _SAMPLE_WEIGHT_REASON = (
     "a weight of 2 against a repeated row: in float32 the two fits differ in the last "
-    "bits (about 3e-7 relative, above the check's 1e-7), and with selection='lsh' the "
-    "hash-count ties are broken by a row's position, so a repeated row may pick other "
-    "neurons; with several batches a repeated row also moves the batch boundaries "
-    "(MLPClassifier passes through the full-batch 'lbfgs' solver the checks give it). "
-    "The default configuration passes on some machines"
+    "bits (about 1.5e-7 to 3e-7 relative, above the check's 1e-7; MLPClassifier computes "
+    "in float64 and passes), and with selection='lsh' the hash-count ties are broken by "
+    "a row's position, so a repeated row may pick other neurons. The default "
+    "configuration passes on some machines"
 )
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data": _SAMPLE_WEIGHT_REASON,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sklearn.base import clone
 from sklearn.datasets import load_digits, load_iris, make_classification, make_multilabel_classification
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -946,10 +947,11 @@ def test_auto_prediction_follows_the_fits_counts_and_old_pickles_keep_theirs(dig
                                         predict_mode="auto", max_iter=1, random_state=0), X, y)
     assert model._resolved_predict_mode([64, 32, 10], model._n_active) == "hashed"
     state = dict(model.__getstate__())
-    del state["min_active"]  # as pickled before the parameter existed
+    del state["min_active"], state["max_fun"]  # as pickled before the parameters existed
     old = HashMLPClassifier.__new__(HashMLPClassifier)
     old.__setstate__(state)
     assert old.get_params()["min_active"] == 1 and old.min_active == 1
+    assert old.get_params()["max_fun"] == 15000
     np.testing.assert_array_equal(old.predict(X), model.predict(X))
     # the default floor keeps all 32: dense, so 'auto' predicts by top-k, and a
     # min_active set after the fit changes neither the counts nor the mode
@@ -1170,3 +1172,18 @@ def test_sparse_matrices_with_indices_outside_them_are_refused(corrupt):
         with pytest.raises(ValueError, match="not a valid"):
             call()
     assert (bad.indices == kept_indices).all() and (bad.indptr == kept_indptr).all()
+
+
+def test_mlpclassifiers_parameters_carry_over(digits):
+    """Every MLPClassifier parameter is accepted with its default (max_fun unused),
+    so a model or a grid written for MLPClassifier runs as it is."""
+    X, y = digits
+    dense_params = MLPClassifier().get_params()
+    ours = HashMLPClassifier().get_params()
+    assert {name: ours[name] for name in dense_params} == dense_params
+    model = quiet_fit(HashMLPClassifier(**{**dense_params, "max_iter": 2, "random_state": 0}), X, y)
+    bounded = quiet_fit(clone(model).set_params(max_fun=10), X, y)
+    for ours, theirs in zip(bounded.coefs_, model.coefs_):
+        np.testing.assert_array_equal(ours, theirs)
+    with pytest.raises(InvalidParameterError, match="max_fun"):
+        HashMLPClassifier(max_fun=0).fit(X, y)
