@@ -551,3 +551,35 @@ def test_exact_selection_gives_the_forward_pass_values():
     for s in range(BATCH):
         expected = np.maximum(X[s] @ W[:, chosen[s]] + b[chosen[s]], 0)
         np.testing.assert_allclose(ws.vals[1][s, :K_ACTIVE], expected, rtol=1e-5, atol=1e-6)
+
+
+@njit
+def _ordered_top(scores, k):
+    ids = np.arange(scores.shape[0]).astype(np.int32)
+    scores = scores.copy()
+    _select._order_top(scores, ids, scores.shape[0], k)
+    return ids[:k], scores[:k]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_order_top_keeps_order_and_takes_the_first_ties(dtype):
+    """The bisection over the scores' bits: the k largest in their order, equal
+    scores at the cut taken first come, -0.0 equal to 0.0, infinities in place."""
+    scores = np.array([0.5, -0.0, 3.0, 0.0, -np.inf, 0.5, 0.0, np.inf, -2.0, 0.5], dtype)
+    ids, kept = _ordered_top(scores, 4)
+    np.testing.assert_array_equal(ids, [0, 2, 5, 7])  # 0.5 at 9 is the tie left out
+    np.testing.assert_array_equal(kept, scores[[0, 2, 5, 7]])
+    ids, _ = _ordered_top(scores, 7)  # zeros, signed or not, taken in order
+    np.testing.assert_array_equal(ids, [0, 1, 2, 3, 5, 7, 9])
+    ids, _ = _ordered_top(scores, 9)
+    np.testing.assert_array_equal(ids, [0, 1, 2, 3, 5, 6, 7, 8, 9])
+    rng = np.random.RandomState(0)
+    for _ in range(200):  # wide ranges and tiny gaps between the k-th and the next
+        n = rng.randint(2, 300)
+        values = rng.randn(n) * 10.0 ** rng.randint(-30, 30)
+        values = np.where(rng.rand(n) < 0.3, np.round(values, 0), values).astype(dtype)
+        k = rng.randint(1, n + 1)
+        ids, _ = _ordered_top(values, k)
+        assert np.all(np.diff(ids) > 0)
+        expected = np.sort(np.argsort(-values, kind="stable")[:k])  # ties: the first ones
+        np.testing.assert_array_equal(ids, expected)
