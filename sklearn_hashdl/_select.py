@@ -304,7 +304,7 @@ def _top_by_score(ids, scores, n, n_active, row, kept_ids, block_width):
     ``block_width``, 0 for none): only the scores that reach the least of the
     groups' maxima (about a sixth, for 50 of 1000) are kept, compacted into
     ``kept_ids`` and the front of ``scores`` (which is overwritten). Then
-    ``_order_top`` moves the best of those to the front, in id order.
+    ``_order_top`` moves the best of those to the front, in the order of ``ids``.
     """
     bound = _layer_bound(scores, n, n_active, block_width)
     n_kept = _keep_at_least(ids, scores, n, bound, kept_ids, scores)

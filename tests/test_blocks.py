@@ -52,9 +52,9 @@ def test_block_count_follows_the_cores_and_the_width(monkeypatch):
     assert n_column_blocks(1_000_000) == min(machine_cores(), 8)
 
 
-def _network_and_optimizer(solver, activation="relu", sizes=SIZES, sparsity=0.1):
+def _network_and_optimizer(solver, activation="relu", sizes=SIZES, sparsity=0.1, init=glorot_init):
     rng = np.random.RandomState(0)
-    pairs = [glorot_init(rng, a, b, activation) for a, b in zip(sizes, sizes[1:])]
+    pairs = [init(rng, a, b, activation) for a, b in zip(sizes, sizes[1:])]
     n = len(pairs)
     network = Network([W for W, _ in pairs], [b for _, b in pairs], active_counts(sizes, sparsity),
                       activation, True, K=3, L=4, mips=False, hyperplanes=[None] * n,
@@ -66,15 +66,16 @@ def _network_and_optimizer(solver, activation="relu", sizes=SIZES, sparsity=0.1)
     return network, optimizer
 
 
-def _train_steps(n_blocks, apart, solver, activation="relu", sizes=SIZES, sparsity=0.1, steps=6):
+def _train_steps(n_blocks, apart, solver, activation="relu", sizes=SIZES, sparsity=0.1, steps=6,
+                 init=glorot_init):
     """Six Adam or SGD steps on alternating halves of a small data set, the exactly
     scored hidden layers split into ``n_blocks`` column blocks (a number, or one
-    per layer), stored ``apart`` or left in the one matrix."""
+    per layer), stored ``apart`` or left in the one matrix; ``init`` draws the weights."""
     rng = np.random.RandomState(1)
     X = (rng.randn(64, sizes[0]) * (rng.rand(64, sizes[0]) < 0.5)).astype(np.float32)
     Y = np.eye(sizes[-1])[rng.randint(0, sizes[-1], 64)]
     targets = Targets.from_indicator(Y, spread=True)
-    network, optimizer = _network_and_optimizer(solver, activation, sizes, sparsity)
+    network, optimizer = _network_and_optimizer(solver, activation, sizes, sparsity, init)
     ws = Workspace(network, 32, sizes[0], 1)
     layers = column_blocked_layers(network)
     assert layers == list(range(len(sizes) - 2))  # the hidden layers
@@ -93,6 +94,33 @@ def _train_steps(n_blocks, apart, solver, activation="relu", sizes=SIZES, sparsi
     arrays = [*network.weights, *network.biases,
               *(a for name in optimizer.weight_state for a in optimizer.state[name])]
     return arrays, losses, active
+
+
+def _paired_init(rng, n_in, n_out, activation):
+    """glorot_init with neuron j + n_out // 2 a copy of neuron j: their scores always
+    tie, and the two sit in different blocks."""
+    W, b = glorot_init(rng, n_in, n_out, activation)
+    half = n_out // 2
+    W[:, half: 2 * half], b[half: 2 * half] = W[:, :half], b[:half]
+    return W, b
+
+
+def test_ties_at_the_cut_pick_alike_whatever_the_blocks():
+    # an odd number active (21 of 200, 16 of 150) cuts a pair of equal scores in two
+    tied = dict(sparsity=0.105, init=_paired_init)
+    _, _, first = _train_steps(1, False, "adam", steps=1, **tied)
+    half = SIZES[1] // 2
+    twins = [(row + half) % (2 * half) for row in first[0][0]]
+    assert any((~np.isin(twin, row)).any() for row, twin in zip(first[0][0], twins))  # a tie was cut
+    for n_blocks in (2, 3, (3, 2)):
+        arrays, losses, active = _train_steps(n_blocks, False, "adam", **tied)
+        arrays_apart, losses_apart, active_apart = _train_steps(n_blocks, True, "adam", **tied)
+        for a, b in zip(arrays + sum(active, []), arrays_apart + sum(active_apart, [])):
+            np.testing.assert_array_equal(a, b)
+        assert losses == losses_apart
+        # the first step's picks (before the blocks' sums round apart) as with one block
+        for a, b in zip(active[0], first[0]):
+            np.testing.assert_array_equal(np.sort(a, axis=1), np.sort(b, axis=1))
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
@@ -118,8 +146,6 @@ def test_blocks_that_samples_fill_train_as_in_the_one_matrix():
 
 
 def test_the_block_count_changes_only_rounding():
-    # (and, were two scores to tie exactly at the cut, which of them is picked;
-    # random weights give no such ties)
     arrays, losses, active = _train_steps(1, False, "adam")
     arrays_3, losses_3, active_3 = _train_steps(3, True, "adam")
     for a, b in zip(sum(active, []), sum(active_3, [])):

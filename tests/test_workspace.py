@@ -74,3 +74,23 @@ def test_batch_counts_sum_each_layers_pairs_active_neurons_and_selection_cost():
     np.testing.assert_array_equal(active, cnt[1:, :n_rows].sum(axis=1))
     np.testing.assert_array_equal(selected, select_cost[:, :n_rows].sum(axis=1))
     assert total == np.dot(passes, pairs) + selected[selecting].sum()
+
+
+@pytest.mark.parametrize("sparse_layers", ["hidden", "both"])
+def test_softmax_scratch_holds_the_widest_output_list(sparse_layers, monkeypatch):
+    # the loss kernel keeps a sample's exponentials by position: its per-thread
+    # scratch must be as wide as the output level's lists (past one page of it,
+    # 1024 float64, a narrower one would write on)
+    made = []
+    init = Workspace.__init__
+    monkeypatch.setattr(Workspace, "__init__", lambda self, *a, **k: made.append(self) or init(self, *a, **k))
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(300, 8), np.arange(300) % 1100  # more classes than rows: 300 of them seen
+    y[:3] = [1099, 1098, 1097]
+    classes = np.arange(1100)
+    model = HashMLPClassifier((16,), sparse_layers=sparse_layers, sparsity=0.95, max_iter=1, random_state=0)
+    model.partial_fit(X, y, classes=classes)
+    assert made
+    for ws in made:
+        assert ws.ids[-1].shape[1] > 1024
+        assert ws.exps.shape[1] >= ws.ids[-1].shape[1]
