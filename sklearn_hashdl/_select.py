@@ -264,8 +264,8 @@ def _order_top(scores, ids, n, n_active):
     The n_active-th largest is found by bisecting the scores' bit patterns: each
     step counts the scores at or above a key in one vectorised pass, about 15
     steps. A quickselect's comparisons branch unpredictably on fresh scores
-    every sample: 1.33 us a sample for 32 of 100, 3.7 for 50 of 1000 with the
-    cut before it, against 0.5 and 1.9 (one-off micro-benchmark, 5000 rows
+    every sample: 1.32 us a sample for 32 of 100, 3.64 for 50 of 1000 with the
+    cut before it, against 0.50 and 1.95 (one-off micro-benchmark, 5000 rows
     of random scores; replaying a few rows lets the branch predictor learn
     them, and flattered the quickselect 3x).
     """
