@@ -514,3 +514,17 @@ def test_prototype_with_every_neuron_kept_trains_the_dense_network(monkeypatch):
     assert trained[0] > max(untrained[0], Y.mean(axis=0).max())
     assert prototype.run(X, Y, X, Y, "centred", 8, 2, epochs=3) == prototype.run(X, Y, X, Y, "centred", 8, 2,
                                                                                   epochs=3)
+
+def test_bench_topk_loss_times_both_kernels_and_checks_its_shapes(capsys):
+    bench = _load_benchmark("bench_topk_loss")
+    threads = numba.get_num_threads()
+    assert bench.main(["--shapes", "40:8,100:32", "--fresh-rows", "50", "--reused-rows", "10",
+                       "--loss-rows", "8", "--outputs", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "8 of     40" in out and "32 of    100" in out
+    assert "logistic" in out and "softmax" in out
+    assert numba.get_num_threads() == threads  # restored after timing on one thread
+    for shapes in ("100:0", "10:20", "100", "a:b"):
+        with pytest.raises(SystemExit):
+            bench.main(["--shapes", shapes])
+        assert "--shapes" in capsys.readouterr().err
